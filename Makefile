@@ -1,0 +1,85 @@
+# MPCL: make help lists every target. Everything runs inside .venv, created on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MPCL := $(PY) -m mpcl
+TORCH_VERSION ?= 2.13.0
+CONFIG ?= experiments/synthetic/mlp.yaml
+PROTOCOL ?= kfold
+DATASET ?= synthetic
+SEEDS ?= 3407
+ARGS ?=
+RUNNER := $(PY) -m mpcl.runner.cli
+ABLATIONS := single_scale concat_fusion no_prototypes no_prd no_retrieval no_valence_prior \
+	flat_head physiological_only behavioral_only
+ABLATION_DIR = runs/ablations/$(DATASET)-$(PROTOCOL)
+# Tests never talk to a W&B server.
+export WANDB_MODE ?= disabled
+
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test test-full lint format fit protocol ablations clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: an unpinned torch (also one pulled in by lightning) is a multi-GB CUDA build
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[dev]" "torch==$(TORCH_VERSION)"
+	# reference implementation of the metrics for the tests; its heavy extras are not needed
+	$(PY) -m pip install --quiet --no-deps "python-ldl==0.1.2"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv, install the pinned CPU torch first, then the project with dev tools
+
+demo: $(STAMP) ## Train the main model on the built-in synthetic data set and print its test metrics
+	time $(MPCL) fit --config experiments/synthetic/mlp.yaml --test_after_fit true \
+		--trainer.logger.init_args.name demo $(ARGS)
+
+# pytest exits 5 when it collects nothing: say so loudly and fail, never pass silently.
+define run_pytest
+	$(PY) -m pytest -q $(1) $(ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; fi; exit $$status
+endef
+
+test: $(STAMP) ## Run the default test suite (slow tests excluded)
+	$(call run_pytest,)
+
+test-full: $(STAMP) ## Run every test, the slow ones included
+	$(call run_pytest,-m "slow or not slow")
+
+lint: $(STAMP) ## Check style with ruff (lint and format check)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP) ## Format and autofix with ruff
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+fit: $(STAMP) ## Train with a config: make fit CONFIG=experiments/dmer/mlp.yaml ARGS="--data.root DIR"
+	$(MPCL) fit --config $(CONFIG) $(ARGS)
+
+protocol: $(STAMP) ## Run CONFIG over every fold of PROTOCOL and print the table (ARGS go to every fold)
+	$(RUNNER) run --config $(CONFIG) --protocol $(PROTOCOL) --seeds $(SEEDS) $(if $(ARGS),-- $(ARGS))
+
+ablate-full: $(STAMP) ## Full MPCL on DATASET under PROTOCOL (the reference row of the ablation table)
+	$(RUNNER) run --config experiments/$(DATASET)/mpcl.yaml --protocol $(PROTOCOL) --seeds $(SEEDS) \
+		--name full --output $(ABLATION_DIR)/full $(if $(ARGS),-- $(ARGS))
+
+ablate-%: $(STAMP) ## One ablation, e.g. make ablate-no_prd DATASET=synthetic PROTOCOL=kfold
+	$(RUNNER) run --config experiments/$(DATASET)/mpcl.yaml --config experiments/ablations/$*.yaml \
+		--protocol $(PROTOCOL) --seeds $(SEEDS) --name $* --output $(ABLATION_DIR)/$* $(if $(ARGS),-- $(ARGS))
+
+ablations: ablate-full $(addprefix ablate-,$(ABLATIONS)) ## Every ablation, then one table (rows: full model and each ablation)
+	$(RUNNER) compare $(ABLATION_DIR)/full $(addprefix $(ABLATION_DIR)/,$(ABLATIONS)) \
+		--reference full --output $(ABLATION_DIR)/ablations
+
+clean: ## Remove runs, caches and generated data (keeps .venv)
+	rm -rf runs lightning_logs wandb data/synthetic .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,275 @@
+"""The datamodule base class: feature table -> protocol split -> standardisation -> batches.
+
+A concrete data set implements two things: :attr:`FeatureDataModule.metadata` (available right
+after ``__init__``, without reading any file, because LightningCLI links it into the model at
+instantiation) and :meth:`FeatureDataModule.load_table`. Everything else - splitting by protocol
+and fold, standardising with training statistics, recording the split, and serving in-memory
+batches that shard exactly across distributed ranks - lives here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+
+from datamodules.batches import InMemoryBatches
+from datamodules.metadata import DatasetMetadata
+from datamodules.protocols import (
+    DEFAULT_SPLIT_SEED,
+    Split,
+    check_protocol,
+    describe_split,
+    num_folds,
+    split_table,
+    write_split_file,
+)
+from datamodules.table import FeatureTable
+
+#: Features whose training standard deviation is below this are only centred, not scaled:
+#: dividing by a near-zero std would blow up any test row that differs from the constant.
+MIN_STD = 1e-6
+
+
+class LightningInMemoryBatches(InMemoryBatches):
+    """:class:`InMemoryBatches` as Lightning's loops inspect it.
+
+    Lightning 2.6 asks every evaluation loader that has a ``sampler`` attribute for its
+    ``batch_sampler`` too (to warn about shuffled evaluation); ``None`` makes it look at
+    ``sampler`` (the batches object itself) and conclude "not shuffled". This belongs in
+    :class:`InMemoryBatches` itself; until then it lives here.
+    """
+
+    batch_sampler = None
+
+
+class FeatureDataModule(LightningDataModule, ABC):
+    """Base class of the in-memory feature datamodules.
+
+    Batches are dicts of tensors with one key per modality (``[B, *shape]`` float32) plus
+    ``target`` (``[B, C]``), ``subject``, ``trial`` and ``index`` (the row id in :attr:`table`).
+
+    Args:
+        protocol: Evaluation protocol: subject-dependent ``random-window``, ``temporal``,
+            ``clip-holdout`` (fold ``i`` = the ``i``-th subject, one model per subject) or
+            subject-independent ``loso``, ``kfold`` (see :mod:`datamodules.protocols`).
+        fold: Which fold of the protocol to train / evaluate, from 0.
+        num_folds: ``k`` of the ``kfold`` protocol (ignored by the others).
+        val_fraction: Fraction of the training part moved to validation, in ``[0, 1)``;
+            0 disables validation.
+        batch_size: Training batch size (per process).
+        eval_batch_size: Validation / test / predict batch size; defaults to ``batch_size``.
+        standardize: Standardise every feature with the mean and standard deviation of the
+            training rows (``x' = (x - mean_train) / std_train``).
+        split_seed: Seed of the protocol's random choices (3407, HeLo's, by default).
+        shuffle_seed: Seed of the training-batch permutations (epoch ``e`` uses ``seed + e``).
+        split_file: If set, the split (subjects, trials and row ids of every part) is written
+            to this JSON file at setup.
+    """
+
+    def __init__(
+        self,
+        protocol: Literal["random-window", "temporal", "clip-holdout", "loso", "kfold"] = "kfold",
+        fold: int = 0,
+        num_folds: int = 5,
+        val_fraction: float = 0.1,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        standardize: bool = True,
+        split_seed: int = DEFAULT_SPLIT_SEED,
+        shuffle_seed: int = 0,
+        split_file: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_protocol(protocol)
+        if fold < 0:
+            raise ValueError(f"fold must be >= 0, got {fold}")
+        if num_folds < 2:
+            raise ValueError(f"num_folds must be >= 2, got {num_folds}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be a positive integer, got {size}")
+        self.protocol = protocol
+        self.fold = fold
+        self.num_folds = num_folds
+        self.val_fraction = val_fraction
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.standardize = standardize
+        self.split_seed = split_seed
+        self.shuffle_seed = shuffle_seed
+        self.split_file = split_file
+        # Unpadded evaluation sharding can leave a rank without rows when a split is tiny.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+        self._table: FeatureTable | None = None
+        self.splits: dict[str, Tensor] = {}
+        self.feature_mean: dict[str, Tensor] = {}
+        self.feature_std: dict[str, Tensor] = {}
+        self._split_tables: dict[str, dict[str, Tensor]] = {}
+
+    @property
+    @abstractmethod
+    def metadata(self) -> DatasetMetadata:
+        """Shapes, emotions and branches of the data; must not read any data file."""
+
+    @abstractmethod
+    def load_table(self) -> FeatureTable:
+        """Read the whole data set into one table (called once, by :meth:`setup`)."""
+
+    @property
+    def table(self) -> FeatureTable:
+        """The (standardised, when enabled) feature table; available after :meth:`setup`."""
+        if self._table is None:
+            raise RuntimeError(f"{type(self).__name__}.table is available only after setup()")
+        return self._table
+
+    def subject_ids(self) -> list[int]:
+        """The subject ids of the data set (sorted); subclasses may answer without loading."""
+        if self._table is None:
+            self.setup()
+        return self.table.subjects
+
+    @property
+    def fold_count(self) -> int:
+        """Number of folds of the configured protocol (``num_folds`` for kfold, else subjects)."""
+        return num_folds(self.protocol, self.subject_ids(), self.num_folds)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the table once, split it, standardise it and build the per-split batch tables.
+
+        Idempotent: Lightning calls it for every stage; the work is done at the first call.
+        """
+        if self._table is not None:
+            return
+        table = self.load_table()
+        self._check_table(table)
+        split = split_table(
+            table,
+            self.protocol,
+            self.fold,
+            k=self.num_folds,
+            val_fraction=self.val_fraction,
+            seed=self.split_seed,
+        )
+        if len(split.train) == 0:
+            raise ValueError(
+                f"{type(self).__name__}: fold {self.fold} of {self.protocol} has no training rows"
+            )
+        if self.standardize:
+            table = self._standardized(table, split.train)
+        self._table = table
+        self.splits = split.as_dict()
+        self._split_tables = {
+            name: table.select(rows).as_batch_table(rows) for name, rows in self.splits.items()
+        }
+        if self.split_file and self._is_global_zero():
+            self.write_split(self.split_file, split)
+
+    def write_split(self, path: str, split: Split | None = None) -> None:
+        """Write the split description (see :func:`~datamodules.protocols.describe_split`)."""
+        split = split or Split(**self.splits)
+        description = describe_split(
+            self.table,
+            split,
+            protocol=self.protocol,
+            fold=self.fold,
+            seed=self.split_seed,
+            num_folds=self.fold_count,
+            val_fraction=self.val_fraction,
+            dataset=self.metadata.name,
+        )
+        write_split_file(path, description)
+
+    def _check_table(self, table: FeatureTable) -> None:
+        shapes = self.metadata.modality_shapes
+        got = {k: tuple(v.shape[1:]) for k, v in table.features.items()}
+        if got != dict(shapes):
+            raise ValueError(
+                f"{type(self).__name__}.load_table() returned modalities {got}, but the metadata "
+                f"promises {dict(shapes)}"
+            )
+        if table.target.shape[1:] != (self.metadata.num_emotions,):
+            raise ValueError(
+                f"{type(self).__name__}.load_table() returned targets of shape "
+                f"{tuple(table.target.shape)}, expected [N, {self.metadata.num_emotions}]"
+            )
+
+    def _standardized(self, table: FeatureTable, train_rows: Tensor) -> FeatureTable:
+        """A copy of ``table`` standardised with statistics of ``train_rows`` only.
+
+        ``mean = sum(x) / n`` and ``std = sqrt(sum((x - mean)^2) / n)`` per feature, accumulated
+        in float64; features with ``std < MIN_STD`` are centred but not scaled.
+        """
+        features: dict[str, Tensor] = {}
+        for name, values in table.features.items():
+            train = values.index_select(0, train_rows).to(torch.float64)
+            mean = train.mean(dim=0)
+            std = train.std(dim=0, correction=0)
+            std = torch.where(std < MIN_STD, torch.ones_like(std), std)
+            self.feature_mean[name], self.feature_std[name] = mean.float(), std.float()
+            features[name] = ((values.to(torch.float64) - mean) / std).float().contiguous()
+        return FeatureTable(
+            features=features,
+            target=table.target,
+            subject=table.subject,
+            trial=table.trial,
+            category=table.category,
+            position=table.position,
+        )
+
+    def train_target_mean(self) -> Tensor:
+        """Mean target distribution ``[C]`` of the training rows: the training-mean baseline."""
+        target = self._split("train")["target"]
+        mean = target.to(torch.float64).mean(dim=0)
+        return (mean / mean.sum()).float()
+
+    def _split(self, name: str) -> dict[str, Tensor]:
+        if self._table is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup() before using the splits")
+        return self._split_tables[name]
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _is_global_zero(self) -> bool:
+        return self._rank_and_world()[0] == 0
+
+    def _loader(self, name: str, shuffle: bool) -> LightningInMemoryBatches | list:
+        table = self._split(name)
+        if len(table["target"]) == 0:
+            # Lightning skips a stage whose dataloader list is empty.
+            return []
+        rank, world_size = self._rank_and_world()
+        return LightningInMemoryBatches(
+            table,
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            seed=self.shuffle_seed,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    def train_dataloader(self) -> LightningInMemoryBatches | list:
+        """Shuffled training batches; every rank runs the same number of steps."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> LightningInMemoryBatches | list:
+        """Validation batches in row order; each row on exactly one rank (``[]`` if no val)."""
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> LightningInMemoryBatches | list:
+        """Test batches in row order; each row on exactly one rank."""
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> LightningInMemoryBatches | list:
+        """The test rows, for ``predict``; ``batch["index"]`` traces predictions to rows."""
+        return self._loader("test", shuffle=False)

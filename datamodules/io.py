@@ -1,0 +1,101 @@
+"""File helpers of the datamodules: MATLAB reading, atomic writes, and the bad-input error.
+
+This package does not import :mod:`mpcl` (which depends on it), so it keeps its own small
+atomic-write helper.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.io
+
+
+class DataFormatError(ValueError):
+    """A data file is missing, unreadable or does not hold what its format promises.
+
+    The message always names the file, the field and what was expected.
+    """
+
+
+def read_mat_variables(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read the named matrices of a MATLAB ``.mat`` file, in MATLAB's row/column orientation.
+
+    Files up to MATLAB v7 are read with :func:`scipy.io.loadmat`. MATLAB v7.3 files are HDF5
+    files (with a 512-byte user block), which scipy cannot read; they are read with h5py.
+    MATLAB stores arrays column-major and HDF5 row-major, so h5py sees an ``N x M`` MATLAB matrix
+    as ``M x N``: every array read that way is transposed back here.
+
+    Args:
+        path: The ``.mat`` file.
+        names: Variables to read. Missing ones are left out of the result (the caller decides
+            whether that is an error, and names the file and field when it is).
+
+    Returns:
+        Variable name -> numpy array (at least 2-D, as MATLAB stores it).
+
+    Raises:
+        DataFormatError: The file does not exist or is not a readable MAT file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: file not found")
+    if h5py.is_hdf5(path):
+        return _read_hdf5_mat(path, names)
+    try:
+        content = scipy.io.loadmat(path, variable_names=list(names))
+    except NotImplementedError as error:  # a v7.3 file whose HDF5 signature h5py missed
+        raise DataFormatError(f"{path}: unsupported MAT file version ({error})") from error
+    except Exception as error:  # scipy raises ValueError, TypeError, OSError... on bad bytes
+        raise DataFormatError(
+            f"{path}: not a readable MATLAB .mat file ({type(error).__name__}: {error})"
+        ) from error
+    return {name: np.asarray(content[name]) for name in names if name in content}
+
+
+def _read_hdf5_mat(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    try:
+        with h5py.File(path, "r") as handle:
+            out: dict[str, np.ndarray] = {}
+            for name in names:
+                if name not in handle:
+                    continue
+                node = handle[name]
+                if not isinstance(node, h5py.Dataset):
+                    raise DataFormatError(
+                        f"{path}: field {name!r} is a MATLAB struct, expected a numeric matrix"
+                    )
+                # Transpose back to MATLAB's orientation (see read_mat_variables).
+                out[name] = np.asarray(node[()]).T
+            return out
+    except DataFormatError:
+        raise
+    except Exception as error:
+        raise DataFormatError(
+            f"{path}: not a readable MATLAB v7.3 (HDF5) file ({type(error).__name__}: {error})"
+        ) from error
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    A reader never sees a half-written file and a crash leaves the previous version intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

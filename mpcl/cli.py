@@ -1,0 +1,103 @@
+"""The ``mpcl`` command line: LightningCLI with the framework's wiring.
+
+``mpcl fit --config experiments/synthetic/mlp.yaml`` trains; ``validate``, ``test`` and
+``predict`` work the same way. What this adds to a plain LightningCLI:
+
+* models and datamodules in subclass mode (``model.class_path`` / ``data.class_path``);
+* the datamodule's :class:`~datamodules.metadata.DatasetMetadata` linked into the model at
+  instantiation, so no model config repeats a data set's shapes;
+* a checkpoint callback watching the model's monitor (``val/kl``), configurable as
+  ``--checkpoint.*``, and the test report (``--results.*``) that scores the trivial baselines on
+  the same rows;
+* ``--test_after_fit true``: after ``fit``, test the best checkpoint on the test split;
+* defaults: seed 3407, CSV logs under ``runs/``, the Rich progress bar, the resolved config saved
+  with every run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from datamodules.base import FeatureDataModule
+from mpcl.callbacks.results import TestResultsReport
+from mpcl.models.base import EmotionDistributionModule
+
+DEFAULT_SEED = 3407
+
+
+class MPCLCLI(LightningCLI):
+    """LightningCLI for emotion-distribution models and feature datamodules."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link metadata into the model and add the always-present callbacks."""
+        parser.link_arguments("data.metadata", "model.init_args.metadata", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": EmotionDistributionModule.monitor,
+                "checkpoint.mode": EmotionDistributionModule.mode,
+                "checkpoint.filename": "best-{epoch:03d}",
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(TestResultsReport, "results")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="fit only: after training, test the best checkpoint on the test split",
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with the Rich progress bar unless another bar is configured or bars are off."""
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = list(config.get("callbacks") or [])
+        wants_bar = config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, RichProgressBar()])
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        """With ``--test_after_fit true``, test the best checkpoint (the last one without a monitor)."""
+        if not self.config["fit"].get("test_after_fit"):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        ckpt_path = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path)
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> MPCLCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests)."""
+    return MPCLCLI(
+        model_class=EmotionDistributionModule,
+        datamodule_class=FeatureDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=DEFAULT_SEED,
+        trainer_defaults={
+            "default_root_dir": "runs",
+            "logger": {
+                "class_path": f"{CSVLogger.__module__}.{CSVLogger.__name__}",
+                "init_args": {"save_dir": "runs", "name": "mpcl"},
+            },
+        },
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    build_cli(args)
+
+
+if __name__ == "__main__":
+    main()

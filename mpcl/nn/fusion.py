@@ -1,0 +1,184 @@
+"""Fusion of one branch's modality tokens: multi-scale associative memory (MSAM) or concatenation.
+
+All fusion modules share one interface: ``forward(tokens) -> (fused, gate)`` where ``tokens`` is
+the list of the branch's modality tokens ``[B, T_m, D]`` (the first is the anchor) and ``gate`` is
+the per-token weighting of the memory scales ``[B, T_anchor, S]`` (``None`` where there is none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mpcl.nn.memory import HopfieldRetrieval, pooling_matrix
+
+#: Hidden size of the feed-forward blocks, as a multiple of D.
+FFN_RATIO = 2
+
+
+class FeedForward(nn.Module):
+    """Position-wise ``Linear(D, 2D) -> GELU -> Dropout -> Linear(2D, D)``.
+
+    Args:
+        dim: Token size D.
+        dropout: Dropout after the activation.
+    """
+
+    def __init__(self, dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, FFN_RATIO * dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(FFN_RATIO * dim, dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[..., D] -> [..., D]``."""
+        return self.net(x)
+
+
+class MultiScaleAssociativeFusion(nn.Module):
+    r"""Multi-scale associative memory fusion (MSAM) of one branch.
+
+    The anchor tokens ``H_a`` (the first modality) query, at every scale ``s``, the stored
+    patterns ``X_s`` = the other modalities' tokens average-pooled with window ``s`` (per
+    modality), followed by ``M`` learned memory slots of that scale (long-term associations).
+    With a single modality the anchor stores its own tokens (auto-associative memory).
+
+    .. math::
+        R_s = \mathrm{retrieve}_{\beta_s}(H_a, [X_s; S_s]), \quad
+        g = \mathrm{softmax}(H_a W_g), \quad
+        H = \mathrm{LN}(H_a + \textstyle\sum_s g_s R_s), \quad
+        H_{out} = \mathrm{LN}(H + \mathrm{FFN}(H))
+
+    The Hopfield projections are shared by the scales (a pattern is the same kind of object at
+    every scale), each scale has its own inverse temperature ``beta_s``. With one scale there is
+    no gate.
+
+    Args:
+        token_counts: Tokens per modality of the branch, anchor first.
+        dim: Token size D.
+        scales: Pooling windows, e.g. ``(1, 2, 4)``.
+        memory_slots: Learned memory slots per scale (0 for none).
+        dropout: Dropout on the retrieved states and in the feed-forward block.
+    """
+
+    def __init__(
+        self,
+        token_counts: Sequence[int],
+        dim: int,
+        scales: Sequence[int] = (1, 2, 4),
+        memory_slots: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        scales = [int(s) for s in scales]
+        if not scales or any(s < 1 for s in scales) or len(set(scales)) != len(scales):
+            raise ValueError(
+                f"MultiScaleAssociativeFusion: scales must be distinct positive integers, "
+                f"got {scales}"
+            )
+        if memory_slots < 0:
+            raise ValueError(f"MultiScaleAssociativeFusion: memory_slots < 0: {memory_slots}")
+        if not token_counts:
+            raise ValueError("MultiScaleAssociativeFusion: a branch needs at least one modality")
+        self.scales = tuple(scales)
+        stored = list(token_counts[1:]) or [token_counts[0]]
+        matrices = [pooling_matrix(stored, s) for s in scales]
+        # All scales pooled by one matrix product; segment i of the rows belongs to scale i.
+        self.register_buffer("pool", torch.cat(matrices), persistent=False)
+        self.segments = [int(m.shape[0]) for m in matrices]
+        # Slots live in token space; tokens of standardised features have entries of std ~0.5.
+        self.slots = (
+            nn.Parameter(torch.randn(len(scales), memory_slots, dim) * 0.5)
+            if memory_slots
+            else None
+        )
+        self.hopfield = HopfieldRetrieval(dim, num_betas=len(scales))
+        self.gate = nn.Linear(dim, len(scales)) if len(scales) > 1 else None
+        if self.gate is not None:
+            # Start from an even mixture of the scales.
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
+        self.dropout = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, tokens: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Fuse a branch.
+
+        Args:
+            tokens: The branch's modality tokens ``[B, T_m, D]``, anchor first.
+
+        Returns:
+            The fused tokens ``[B, T_anchor, D]`` and the scale gate ``[B, T_anchor, S]`` (or
+            ``None`` with a single scale).
+        """
+        anchor = tokens[0]
+        stored = torch.cat(list(tokens[1:]), dim=1) if len(tokens) > 1 else anchor
+        patterns = torch.matmul(self.pool, stored)
+        queries = self.hopfield.query(anchor)
+        keys, values = self.hopfield.key(patterns), self.hopfield.value(patterns)
+        if self.slots is not None:
+            slot_keys, slot_values = self.hopfield.key(self.slots), self.hopfield.value(self.slots)
+        batch = anchor.shape[0]
+        retrieved = []
+        start = 0
+        for index, size in enumerate(self.segments):
+            k, v = keys[:, start : start + size], values[:, start : start + size]
+            start += size
+            if self.slots is not None:
+                k = torch.cat([k, slot_keys[index].expand(batch, -1, -1)], dim=1)
+                v = torch.cat([v, slot_values[index].expand(batch, -1, -1)], dim=1)
+            retrieved.append(self.hopfield.attend(queries, k, v, index)[0])
+        if self.gate is None:
+            gate = None
+            mixture = retrieved[0]
+        else:
+            gate = self.gate(anchor).softmax(dim=-1)
+            mixture = (torch.stack(retrieved, dim=-2) * gate.unsqueeze(-1)).sum(dim=-2)
+        hidden = self.norm1(anchor + self.dropout(mixture))
+        return self.norm2(hidden + self.dropout(self.ffn(hidden))), gate
+
+
+class ConcatFusion(nn.Module):
+    """Fusion without memory (the ``concat`` ablation).
+
+    ``H = LN(cat_m H_m)``, then ``H_out = LN(H + FFN(H))``.
+
+    Args:
+        dim: Token size D.
+        dropout: Dropout in the feed-forward block.
+    """
+
+    def __init__(self, dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, tokens: Sequence[Tensor]) -> tuple[Tensor, None]:
+        """Concatenated tokens ``[B, sum_m T_m, D]`` and no gate."""
+        hidden = self.norm1(torch.cat(list(tokens), dim=1))
+        return self.norm2(hidden + self.dropout(self.ffn(hidden))), None
+
+
+class TokenNorm(nn.Module):
+    """A branch of a single token has nothing to associate: it is only layer-normalised.
+
+    Args:
+        dim: Token size D.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: Sequence[Tensor]) -> tuple[Tensor, None]:
+        """The normalised token ``[B, 1, D]`` and no gate."""
+        return self.norm(torch.cat(list(tokens), dim=1)), None

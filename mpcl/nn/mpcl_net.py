@@ -1,0 +1,244 @@
+"""MPCLNet: the MPCL network as a plain ``nn.Module``, every stage switchable for ablations.
+
+Data flow (``docs/mpcl-model.md``, section 2):
+
+    batch -> tokenizers -> per-branch fusion (MSAM | concat) -> per-branch prototypes (bank | none)
+          -> branch gate -> co-occurrence retrieval (hopfield | none) -> head (hierarchical | flat)
+
+The network returns the predicted distribution and the auxiliary terms; the LightningModule that
+wraps it combines ``KL(d || d_hat) + lambda_prd * aux["prd"] + lambda_co * aux["co"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from torch import Tensor, nn
+
+from datamodules.metadata import DatasetMetadata
+from mpcl.nn.compression import FlatHead, HierarchicalCompressionHead
+from mpcl.nn.distillation import prototype_relation_distillation
+from mpcl.nn.fusion import ConcatFusion, MultiScaleAssociativeFusion, TokenNorm
+from mpcl.nn.prototypes import NoPrototypes, PrototypeBank, PrototypeOutput
+from mpcl.nn.retrieval import BranchGate, CooccurrenceRetrieval, NoRetrieval, cooccurrence_loss
+from mpcl.nn.tokenizers import ModalityTokenizers
+
+FusionKind = Literal["msam", "concat"]
+PrototypeKind = Literal["bank", "none"]
+PrototypeUpdate = Literal["ema", "learned"]
+RetrievalKind = Literal["hopfield", "none"]
+HeadKind = Literal["hierarchical", "flat"]
+
+PHYSIOLOGICAL = "physiological"
+BEHAVIORAL = "behavioral"
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"MPCLNet: {name} must be one of {choices}, got {value!r}")
+
+
+class MPCLNet(nn.Module):
+    """Memory-guided Prototypical Co-occurrence Learning network.
+
+    Args:
+        metadata: Data set description (emotions, valence groups, modality shapes and branches),
+            or its ``to_dict`` form.
+        hidden_dim: Token and representation size D.
+        prototypes_per_emotion: Prototypes K per emotion in each bank.
+        scales: Pooling windows of the multi-scale associative memory; ``[1]`` is the
+            ``single_scale`` ablation.
+        memory_slots: Learned memory slots per scale in MSAM.
+        momentum: EMA momentum of the prototype memory update.
+        tau: Temperature of prototype relation distillation.
+        dropout: Dropout on tokens, retrieved states, feed-forward blocks and the head.
+        tokens_per_modality: Token count of a flat layout per modality (see
+            :class:`~mpcl.nn.tokenizers.ModalityTokenizers`).
+        token_groups: Group count of a grouped layout per modality (e.g. ``{"face": 3}``).
+        fusion: ``"msam"`` or ``"concat"`` (no memory).
+        prototypes: ``"bank"`` (emotion-specific prototype banks) or ``"none"``.
+        prototype_update: ``"ema"`` (memory update) or ``"learned"`` (gradient only).
+        prd: Prototype relation distillation; only possible with two branches and banks.
+        retrieval: ``"hopfield"`` (co-occurrence retrieval) or ``"none"``.
+        valence_prior: Valence bias on the retrieval logits (needs 2+ valence groups).
+        valence_prior_init: Initial strength ``b`` of the valence bias.
+        head: ``"hierarchical"`` (semantic compression) or ``"flat"``.
+        modalities: Keep only these modalities (e.g. the physiological ones for a
+            physiological-only ablation); ``None`` keeps all.
+    """
+
+    def __init__(
+        self,
+        metadata: DatasetMetadata | Mapping[str, Any],
+        hidden_dim: int = 128,
+        prototypes_per_emotion: int = 4,
+        scales: Sequence[int] = (1, 2, 4),
+        memory_slots: int = 4,
+        momentum: float = 0.99,
+        tau: float = 0.1,
+        dropout: float = 0.1,
+        tokens_per_modality: Mapping[str, int] | None = None,
+        token_groups: Mapping[str, int] | None = None,
+        fusion: FusionKind = "msam",
+        prototypes: PrototypeKind = "bank",
+        prototype_update: PrototypeUpdate = "ema",
+        prd: bool = True,
+        retrieval: RetrievalKind = "hopfield",
+        valence_prior: bool = True,
+        valence_prior_init: float = 1.0,
+        head: HeadKind = "hierarchical",
+        modalities: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_choice("fusion", fusion, ("msam", "concat"))
+        _check_choice("prototypes", prototypes, ("bank", "none"))
+        _check_choice("prototype_update", prototype_update, ("ema", "learned"))
+        _check_choice("retrieval", retrieval, ("hopfield", "none"))
+        _check_choice("head", head, ("hierarchical", "flat"))
+        if hidden_dim < 1:
+            raise ValueError(f"MPCLNet: hidden_dim must be positive, got {hidden_dim}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MPCLNet: dropout must be in [0, 1), got {dropout}")
+        if tau <= 0:
+            raise ValueError(f"MPCLNet: tau must be positive, got {tau}")
+        full = DatasetMetadata.coerce(metadata)
+        if full.num_emotions < 2:
+            raise ValueError(
+                f"MPCLNet: DatasetMetadata.emotion_names has {full.num_emotions} emotion; a "
+                "distribution needs at least 2"
+            )
+        self.metadata = full if modalities is None else self._restrict(full, modalities)
+        self.branches = {
+            name: mods
+            for name, mods in (
+                (PHYSIOLOGICAL, self.metadata.physiological),
+                (BEHAVIORAL, self.metadata.behavioral),
+            )
+            if mods
+        }
+        dim, num_emotions = hidden_dim, self.metadata.num_emotions
+        self.tau = tau
+
+        # Layout entries of modalities dropped by `modalities` are accepted, so that one YAML
+        # serves every ablation.
+        self.tokenizers = ModalityTokenizers(
+            full, dim, tokens_per_modality, token_groups, dropout, self.metadata.modalities
+        )
+
+        fusions: dict[str, nn.Module] = {}
+        banks: dict[str, nn.Module] = {}
+        for name, mods in self.branches.items():
+            counts = [self.tokenizers.num_tokens(m) for m in mods]
+            if fusion == "concat":
+                fusions[name] = ConcatFusion(dim, dropout)
+            elif sum(counts) == 1:
+                fusions[name] = TokenNorm(dim)
+            else:
+                fusions[name] = MultiScaleAssociativeFusion(
+                    counts, dim, scales, memory_slots, dropout
+                )
+            banks[name] = (
+                PrototypeBank(num_emotions, prototypes_per_emotion, dim, prototype_update, momentum)
+                if prototypes == "bank"
+                else NoPrototypes(num_emotions, dim)
+            )
+        self.fusion = nn.ModuleDict(fusions)
+        self.prototypes = nn.ModuleDict(banks)
+        self.branch_gate = BranchGate(dim) if len(self.branches) == 2 else None
+        self.prd_enabled = prd and prototypes == "bank" and len(self.branches) == 2
+        self.retrieval = (
+            CooccurrenceRetrieval(
+                self.metadata.valence_groups,
+                dim,
+                len(self.branches),
+                valence_prior,
+                valence_prior_init,
+                dropout,
+            )
+            if retrieval == "hopfield"
+            else NoRetrieval()
+        )
+        head_cls = HierarchicalCompressionHead if head == "hierarchical" else FlatHead
+        self.head = head_cls(num_emotions, dim, dim, dropout)
+
+    @staticmethod
+    def _restrict(metadata: DatasetMetadata, modalities: Sequence[str]) -> DatasetMetadata:
+        unknown = sorted(set(modalities) - set(metadata.modalities))
+        if unknown:
+            raise ValueError(
+                f"MPCLNet: modalities {unknown} are not in DatasetMetadata.physiological / "
+                f"behavioral (known: {list(metadata.modalities)})"
+            )
+        restricted = metadata.restricted_to(modalities)
+        if not restricted.modalities:
+            raise ValueError("MPCLNet: modalities keeps no modality; expected at least one")
+        return restricted
+
+    @property
+    def num_emotions(self) -> int:
+        """The number C of emotion categories."""
+        return self.metadata.num_emotions
+
+    def forward(
+        self, batch: Mapping[str, Tensor], target: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Predict emotion distributions.
+
+        Args:
+            batch: Modality tensors ``[B, *shape]`` keyed as in the metadata (other keys ignored).
+            target: Target distributions ``[B, C]``. With a target, the auxiliary losses are
+                computed, and in training mode the prototype memory is updated.
+
+        Returns:
+            The predicted distributions ``[B, C]`` and ``aux``: ``log_probs`` (``[B, C]``, for a
+            stable KL), ``cooccurrence`` (``A`` ``[B, C, C]``), ``assignments_<branch>``
+            (``[B, C]``), ``scale_gate_<branch>`` (``[B, T, S]``), ``branch_gate``
+            (``[B, C, D]``), ``compression_attention`` (``[B, C]``), and with a target the
+            unweighted loss terms ``prd`` and ``co``. Entries of disabled components are absent.
+        """
+        if target is not None and target.shape[-1] != self.num_emotions:
+            raise ValueError(
+                f"MPCLNet.forward: target must be [B, C={self.num_emotions}] (one column per "
+                f"DatasetMetadata.emotion_names), got {list(target.shape)}"
+            )
+        tokens = self.tokenizers(batch)
+        aux: dict[str, Tensor] = {}
+        outputs: dict[str, PrototypeOutput] = {}
+        for name, mods in self.branches.items():
+            fused, scale_gate = self.fusion[name]([tokens[m] for m in mods])
+            if scale_gate is not None:
+                aux[f"scale_gate_{name}"] = scale_gate
+            outputs[name] = self.prototypes[name](fused, target)
+            if outputs[name].assignments is not None:
+                aux[f"assignments_{name}"] = outputs[name].assignments
+
+        if self.branch_gate is not None:
+            queries, aux["branch_gate"] = self.branch_gate(
+                outputs[PHYSIOLOGICAL].emotions, outputs[BEHAVIORAL].emotions
+            )
+        else:
+            queries = next(iter(outputs.values())).emotions
+        retrieved = self.retrieval(queries, [out.memory for out in outputs.values()])
+        logits, attention = self.head(retrieved.emotions)
+        aux["log_probs"] = logits.log_softmax(dim=-1)
+        if attention is not None:
+            aux["compression_attention"] = attention
+        if retrieved.cooccurrence is not None:
+            aux["cooccurrence"] = retrieved.cooccurrence
+
+        if target is not None:
+            if self.prd_enabled:
+                phys, behav = outputs[PHYSIOLOGICAL], outputs[BEHAVIORAL]
+                aux["prd"] = prototype_relation_distillation(
+                    phys.pooled,
+                    phys.bank,
+                    phys.emotions,
+                    behav.pooled,
+                    behav.bank,
+                    behav.emotions,
+                    self.tau,
+                )
+            if retrieved.log_cooccurrence is not None:
+                aux["co"] = cooccurrence_loss(retrieved.log_cooccurrence, target)
+        return logits.softmax(dim=-1), aux

@@ -1,0 +1,105 @@
+"""``mpcl-protocol``: run configurations over every fold of a protocol and compare them.
+
+Examples::
+
+    mpcl-protocol run --config experiments/synthetic/mlp.yaml --protocol kfold
+    mpcl-protocol run --config experiments/synthetic/mpcl.yaml \\
+        --config experiments/ablations/no_prd.yaml --protocol kfold --name no_prd
+    mpcl-protocol compare runs/protocol/kfold/mpcl runs/protocol/kfold/no_prd --reference mpcl
+
+Arguments after ``--`` go to every fold's ``mpcl fit`` (e.g. ``-- --trainer.max_epochs=5``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mpcl.io import atomic_write_text
+from mpcl.runner.aggregate import comparison_table, per_fold_means, read_folds
+from mpcl.runner.run import ProtocolRun
+
+
+def default_output(configs: list[str], protocol: str, name: str | None) -> Path:
+    """``runs/protocol/<protocol>/<name or dataset-model>`` for the given configs."""
+    label = name or "-".join(Path(configs[0]).with_suffix("").parts[-2:])
+    return Path("runs") / "protocol" / protocol / label
+
+
+def _run(args: argparse.Namespace, overrides: list[str]) -> int:
+    output = Path(args.output) if args.output else default_output(args.config, args.protocol, args.name)
+    runner = ProtocolRun(
+        configs=args.config,
+        protocol=args.protocol,
+        output_dir=output,
+        seeds=args.seeds,
+        folds=args.folds,
+        overrides=overrides,
+        isolate=args.isolate,
+        name=args.name,
+    )
+    frame = runner.run()
+    print(f"\n{runner.write_summary(frame)}\n\nResults: {output}/summary.md", flush=True)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    runs = {}
+    for run_dir in args.runs:
+        frame = read_folds(run_dir)
+        for method in dict.fromkeys(frame["method"]):
+            label = method
+            if method in ("train-mean", "uniform"):
+                if method in runs:
+                    continue  # the trivial baselines are the same in every run of one protocol
+            elif method in runs:
+                label = Path(run_dir).name  # two runs of one model class: name rows by folder
+            runs[label] = per_fold_means(frame, method)
+    if args.reference is not None and args.reference not in runs:
+        raise SystemExit(f"--reference {args.reference!r} is not a row; rows: {list(runs)}")
+    text, long_form = comparison_table(runs, reference=args.reference)
+    print(text)
+    if args.output:
+        out = Path(args.output)
+        atomic_write_text(out.with_suffix(".md"), text + "\n")
+        atomic_write_text(out.with_suffix(".csv"), long_form.to_csv(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mpcl-protocol``."""
+    parser = argparse.ArgumentParser(prog="mpcl-protocol", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a configuration over the folds of a protocol")
+    run.add_argument("--config", action="append", required=True, help="config file (repeatable)")
+    run.add_argument("--protocol", required=True, help="kfold, loso, random-window, temporal, ...")
+    run.add_argument("--output", help="run folder (default runs/protocol/<protocol>/<name>)")
+    run.add_argument("--name", help="row label of this configuration")
+    run.add_argument("--seeds", type=int, nargs="+", default=[3407])
+    run.add_argument("--folds", type=int, nargs="+", help="only these folds")
+    run.add_argument("--isolate", action="store_true", help="one Python process per fold")
+
+    compare = sub.add_parser("compare", help="put finished runs side by side")
+    compare.add_argument("runs", nargs="+", help="run folders")
+    compare.add_argument("--reference", help="row to test the others against (Wilcoxon)")
+    compare.add_argument("--output", help="write <output>.md and <output>.csv")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; arguments after ``--`` are passed to every fold's ``mpcl fit``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, overrides = argv[:cut], argv[cut + 1 :]
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args, overrides)
+    return _compare(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
