@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ["WANDB_MODE"] = "disabled"
 
 
 @pytest.fixture
@@ -14,3 +14,9 @@ def in_tmp_cwd(tmp_path, monkeypatch):
     """Run a test from an empty temporary directory (runs/ and data/ land there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch):
+    """Hide pytest's own arguments from LightningCLI, which tests drive through ``args``."""
+    monkeypatch.setattr("sys.argv", ["mpcl"])

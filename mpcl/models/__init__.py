@@ -2,5 +2,6 @@
 
 from mpcl.models.base import EmotionDistributionModule
 from mpcl.models.mlp import MLPModule
+from mpcl.models.mpcl import MPCLModule
 
-__all__ = ["EmotionDistributionModule", "MLPModule"]
+__all__ = ["EmotionDistributionModule", "MLPModule", "MPCLModule"]

@@ -54,7 +54,7 @@ class EmotionDistributionModule(LightningModule):
 
     def __init__(
         self,
-        metadata: DatasetMetadata,
+        metadata: DatasetMetadata | dict[str, Any],
         optimizer: OptimizerCallable = adam,
         scheduler: LRSchedulerCallable | None = exponential_decay,
     ) -> None:

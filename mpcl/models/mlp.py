@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -58,7 +59,7 @@ class MLPModule(EmotionDistributionModule):
 
     def __init__(
         self,
-        metadata: DatasetMetadata,
+        metadata: DatasetMetadata | dict[str, Any],
         hidden_dims: list[int] | None = None,
         dropout: float = 0.3,
         modalities: list[str] | None = None,

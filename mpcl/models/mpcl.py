@@ -8,7 +8,7 @@ datamodule's metadata, linked in by the CLI.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
@@ -61,7 +61,7 @@ class MPCLModule(EmotionDistributionModule):
 
     def __init__(
         self,
-        metadata: DatasetMetadata,
+        metadata: DatasetMetadata | dict[str, Any],
         hidden_dim: int = 128,
         prototypes_per_emotion: int = 4,
         scales: list[int] | None = None,

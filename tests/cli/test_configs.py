@@ -34,8 +34,13 @@ def _data_args(config: Path, tmp_path: Path) -> list[str]:
         return [*TINY_SYNTHETIC, f"--data.init_args.root={tmp_path / 'synthetic'}"]
     if data.endswith("DMERDataModule"):
         root = tmp_path / "dmer"
-        generate_synthetic_dmer(root, num_subjects=4, rows_per_clip=6, seed=1)
-        return [f"--data.init_args.root={root}", "--data.init_args.num_folds=2"]
+        paths = generate_synthetic_dmer(root, num_subjects=4, rows_per_clip=6, seed=1)
+        subjects = [int(path.stem) for path in paths]
+        return [
+            f"--data.init_args.root={root}",
+            f"--data.init_args.subjects={subjects}",
+            "--data.init_args.num_folds=2",
+        ]
     pytest.skip(f"no small-data recipe for {data} in this test")
     return []
 

@@ -74,7 +74,7 @@ def test_every_test_row_scored_once_per_fold(in_tmp_cwd):
 
 
 def test_refuses_to_mix_different_configs(in_tmp_cwd):
-    overrides = tiny(in_tmp_cwd / "data")
+    overrides = [*tiny(in_tmp_cwd / "data"), "--data.init_args.num_folds=2"]
     ProtocolRun([MLP], "kfold", in_tmp_cwd / "r", overrides=[*overrides], folds=[0]).run()
     with pytest.raises(RuntimeError, match="different"):
         ProtocolRun(
