@@ -11,7 +11,8 @@
   the same rows;
 * ``--test_after_fit true``: after ``fit``, test the best checkpoint on the test split;
 * defaults: seed 3407, CSV logs under ``runs/``, the Rich progress bar, the resolved config saved
-  with every run.
+  with every run (and logged to W&B when a ``WandbLogger`` is configured, see
+  :class:`~mpcl.callbacks.config.LoggedConfig`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from datamodules.base import FeatureDataModule
+from mpcl.callbacks.config import LoggedConfig
 from mpcl.callbacks.results import TestResultsReport
 from mpcl.models.base import EmotionDistributionModule
 
@@ -87,6 +89,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MPCLCLI:
                 "init_args": {"save_dir": "runs", "name": "mpcl"},
             },
         },
+        save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

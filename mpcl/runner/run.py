@@ -84,7 +84,8 @@ class ProtocolRun:
         cli = build_cli(self._base_args(), run=False)
         datamodule = cli.datamodule
         logger = cli.config.get("trainer", {}).get("logger")
-        logger_class = logger.get("class_path", "") if isinstance(logger, dict) else ""
+        # A jsonargparse Namespace (or a dict); a list of loggers or a bool has no single class.
+        logger_class = logger.get("class_path", "") if hasattr(logger, "get") else ""
         return int(datamodule.fold_count), type(cli.model).__name__, str(logger_class)
 
     def _check_run_info(self, info: dict[str, Any]) -> None:
@@ -101,6 +102,21 @@ class ProtocolRun:
                 "mixed. Use another --output folder (or delete this one)."
             )
 
+    @property
+    def _uses_wandb(self) -> bool:
+        return self._logger_class.endswith("WandbLogger")
+
+    @property
+    def wandb_group(self) -> str:
+        """W&B group of this protocol run's folds: its folder and the folder above.
+
+        ``runs/protocol/kfold/synthetic-mlp`` gives ``kfold-synthetic-mlp`` and
+        ``runs/ablations/synthetic-kfold/no_prd`` gives ``synthetic-kfold-no_prd``, so runs of one
+        configuration under different protocols or data sets land in different groups.
+        """
+        parts = self.output_dir.resolve().parts[-2:]
+        return "-".join(parts)
+
     # ------------------------------------------------------------------ folds
     def _fold_args(self, fold: int, seed: int, fold_dir: Path) -> list[str]:
         args = [
@@ -115,11 +131,11 @@ class ProtocolRun:
             f"--results.output_dir={fold_dir}",
             "--trainer.enable_progress_bar=false",
         ]
-        if self._logger_class.endswith("WandbLogger"):
+        if self._uses_wandb:
             # One W&B group per protocol run; fold and seed as tags.
             args += [
-                f"--trainer.logger.init_args.group={self.output_dir.name}",
-                f"--trainer.logger.init_args.name={self.output_dir.name}-{fold_dir.name}",
+                f"--trainer.logger.init_args.group={self.wandb_group}",
+                f"--trainer.logger.init_args.name={self.wandb_group}-{fold_dir.name}",
                 f"--trainer.logger.init_args.job_type={self.protocol}",
                 f"--trainer.logger.init_args.tags=[fold-{fold}, seed-{seed}, {self.protocol}]",
             ]
@@ -138,7 +154,15 @@ class ProtocolRun:
         else:
             from mpcl.cli import build_cli
 
-            build_cli(args)
+            try:
+                build_cli(args)
+            finally:
+                if self._uses_wandb:
+                    # WandbLogger attaches to a run that is still open in the process, so without
+                    # this every later fold would log into this fold's run.
+                    import wandb
+
+                    wandb.finish()
         if not (fold_dir / RESULTS_FILE).exists():
             raise RuntimeError(f"fold {fold} seed {seed}: no {RESULTS_FILE} in {fold_dir}")
         return {"wall_s": time.perf_counter() - started}
