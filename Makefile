@@ -21,7 +21,7 @@ export WANDB_MODE ?= disabled
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-full lint format fit protocol ablations clean
+.PHONY: help install demo test test-full lint format fit protocol ablations sweep agent clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -79,6 +79,18 @@ ablate-%: $(STAMP) ## One ablation, e.g. make ablate-no_prd DATASET=synthetic PR
 ablations: ablate-full $(addprefix ablate-,$(ABLATIONS)) ## Every ablation, then one table (rows: full model and each ablation)
 	$(RUNNER) compare $(ABLATION_DIR)/full $(addprefix $(ABLATION_DIR)/,$(ABLATIONS)) \
 		--reference full --output $(ABLATION_DIR)/ablations
+
+# Sweeps need the W&B server (an agent asks it for every run's values): online, whatever the
+# WANDB_MODE default above. The agent starts `python` from PATH, so the venv's comes first.
+sweep agent: export WANDB_MODE = online
+
+sweep: $(STAMP) ## Create a W&B sweep and print its ID: make sweep SWEEP=experiments/sweeps/mpcl_lr.yaml
+	@test -n "$(SWEEP)" || { echo "usage: make sweep SWEEP=experiments/sweeps/<file>.yaml" >&2; exit 2; }
+	$(VENV)/bin/wandb sweep $(SWEEP)
+
+agent: $(STAMP) ## Run a W&B sweep agent: make agent ID=entity/project/sweep_id [COUNT=n]
+	@test -n "$(ID)" || { echo "usage: make agent ID=entity/project/<sweep id> [COUNT=n]" >&2; exit 2; }
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/wandb agent $(if $(COUNT),--count $(COUNT)) $(ID)
 
 clean: ## Remove runs, caches and generated data (keeps .venv)
 	rm -rf runs lightning_logs wandb data/synthetic .pytest_cache .ruff_cache

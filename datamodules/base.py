@@ -10,7 +10,7 @@ batches that shard exactly across distributed ranks - lives here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -110,6 +110,9 @@ class FeatureDataModule(LightningDataModule, ABC):
         self.splits: dict[str, Tensor] = {}
         self.feature_mean: dict[str, Tensor] = {}
         self.feature_std: dict[str, Tensor] = {}
+        # float64 (mean, std) per modality: what standardised the training rows, kept exactly so
+        # that prediction rows are standardised bit for bit alike (and saved in checkpoints).
+        self._statistics: dict[str, tuple[Tensor, Tensor]] = {}
         self._split_tables: dict[str, dict[str, Tensor]] = {}
 
     @property
@@ -143,8 +146,11 @@ class FeatureDataModule(LightningDataModule, ABC):
         """Load the table once, split it, standardise it and build the per-split batch tables.
 
         Idempotent: Lightning calls it for every stage; the work is done at the first call.
+        For ``predict`` with a prediction source (:meth:`has_predict_source`) nothing is read
+        here: the prediction rows are prepared by :meth:`predict_dataloader`, after Lightning has
+        restored the checkpoint's standardisation statistics.
         """
-        if self._table is not None:
+        if self._table is not None or (stage == "predict" and self.has_predict_source()):
             return
         table = self.load_table()
         self._check_table(table)
@@ -212,6 +218,7 @@ class FeatureDataModule(LightningDataModule, ABC):
             std = train.std(dim=0, correction=0)
             std = torch.where(std < MIN_STD, torch.ones_like(std), std)
             self.feature_mean[name], self.feature_std[name] = mean.float(), std.float()
+            self._statistics[name] = (mean, std)
             features[name] = ((values.to(torch.float64) - mean) / std).float().contiguous()
         return FeatureTable(
             features=features,
@@ -228,6 +235,16 @@ class FeatureDataModule(LightningDataModule, ABC):
         mean = target.to(torch.float64).mean(dim=0)
         return (mean / mean.sum()).float()
 
+    def split_rows(self, name: str) -> dict[str, Tensor]:
+        """Every row of split ``name`` (``train``, ``val`` or ``test``) as one unsharded batch dict.
+
+        For models fitted in closed form from a whole split (the trivial and classic baselines).
+        The tensors are shared with the loaders: read them, never modify them in place.
+        """
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"split_rows: name must be 'train', 'val' or 'test', got {name!r}")
+        return self._split(name)
+
     def _split(self, name: str) -> dict[str, Tensor]:
         if self._table is None:
             raise RuntimeError(f"{type(self).__name__}: call setup() before using the splits")
@@ -242,8 +259,10 @@ class FeatureDataModule(LightningDataModule, ABC):
     def _is_global_zero(self) -> bool:
         return self._rank_and_world()[0] == 0
 
-    def _loader(self, name: str, shuffle: bool) -> LightningInMemoryBatches | list:
-        table = self._split(name)
+    def _loader(
+        self, name: str, shuffle: bool, table: dict[str, Tensor] | None = None
+    ) -> LightningInMemoryBatches | list:
+        table = self._split(name) if table is None else table
         if len(table["target"]) == 0:
             # Lightning skips a stage whose dataloader list is empty.
             return []
@@ -270,6 +289,61 @@ class FeatureDataModule(LightningDataModule, ABC):
         """Test batches in row order; each row on exactly one rank."""
         return self._loader("test", shuffle=False)
 
+    def has_predict_source(self) -> bool:
+        """Whether :meth:`load_predict_table` has rows to predict (e.g. a folder of files)."""
+        return False
+
+    def load_predict_table(self) -> FeatureTable:
+        """The rows of the ``predict`` split, unstandardised; data sets with a source override it."""
+        raise NotImplementedError(f"{type(self).__name__} has no prediction source")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training rows' standardisation statistics (saved in every checkpoint)."""
+        if not self._statistics:
+            return {}
+        return {
+            "feature_mean": {k: mean for k, (mean, _) in self._statistics.items()},
+            "feature_std": {k: std for k, (_, std) in self._statistics.items()},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (Lightning calls it when a checkpoint is loaded)."""
+        if not state_dict:
+            return
+        means, stds = state_dict["feature_mean"], state_dict["feature_std"]
+        self._statistics = {k: (means[k].double(), stds[k].double()) for k in means}
+        self.feature_mean = {k: m.float() for k, (m, _) in self._statistics.items()}
+        self.feature_std = {k: s.float() for k, (_, s) in self._statistics.items()}
+
+    def _predict_rows(self) -> dict[str, Tensor]:
+        """The prediction source's rows, standardised with the training statistics."""
+        table = self.load_predict_table()
+        self._check_table(table)
+        if self.standardize:
+            if not self._statistics:
+                # A checkpoint without statistics: refit them from the configured training split.
+                self.setup()
+            features = {}
+            for name, values in table.features.items():
+                mean, std = self._statistics[name]
+                features[name] = ((values.to(torch.float64) - mean) / std).float().contiguous()
+            table = FeatureTable(
+                features=features,
+                target=table.target,
+                subject=table.subject,
+                trial=table.trial,
+                category=table.category,
+                position=table.position,
+            )
+        return table.as_batch_table()
+
     def predict_dataloader(self) -> LightningInMemoryBatches | list:
-        """The test rows, for ``predict``; ``batch["index"]`` traces predictions to rows."""
-        return self._loader("test", shuffle=False)
+        """Rows to predict; ``batch["index"]`` traces each prediction to its row.
+
+        With a prediction source (:meth:`has_predict_source`): all its rows, ``index`` counting
+        them in source order. Otherwise the test rows (``index`` = row id in :attr:`table`).
+        Each row is on exactly one rank.
+        """
+        if not self.has_predict_source():
+            return self._loader("test", shuffle=False)
+        return self._loader("predict", shuffle=False, table=self._predict_rows())

@@ -141,7 +141,10 @@ def _check_labels(path: Path, labels: np.ndarray, num_emotions: int) -> None:
 
 
 def load_dmer_file(
-    path: str | os.PathLike[str], subject: int, modalities: Sequence[str] | None = None
+    path: str | os.PathLike[str],
+    subject: int,
+    modalities: Sequence[str] | None = None,
+    require_labels: bool = True,
 ) -> FeatureTable:
     """Read and validate one DMER feature file.
 
@@ -149,6 +152,8 @@ def load_dmer_file(
         path: ``<root>/<subject_id>.mat`` (MATLAB v5/v7 or v7.3).
         subject: The subject id stored in the table's ``subject`` column.
         modalities: Modalities to keep (default all four).
+        require_labels: With ``False`` (files to predict), a file without ``dis_label`` is
+            accepted and its targets are NaN; a ``dis_label`` that is present is still checked.
 
     Returns:
         The subject's rows, in file order. ``position`` counts the rows of each clip in file
@@ -161,7 +166,8 @@ def load_dmer_file(
     """
     path = Path(path)
     data = read_mat_variables(path, ("feas", "vids", "dis_label"))
-    missing = [k for k in ("feas", "vids", "dis_label") if k not in data]
+    required = ("feas", "vids", "dis_label") if require_labels else ("feas", "vids")
+    missing = [k for k in required if k not in data]
     if missing:
         raise DataFormatError(f"{path}: missing field(s) {missing}; expected feas, vids, dis_label")
     feas = data["feas"]
@@ -178,8 +184,11 @@ def load_dmer_file(
             f"{path}: clips {np.flatnonzero(counts == 0).tolist()} have no rows in 'vids'; "
             f"expected rows for all {NUM_CLIPS} clips"
         )
-    labels = np.asarray(data["dis_label"], dtype=np.float64)
-    _check_labels(path, labels, len(DMER_EMOTIONS))
+    if "dis_label" in data:
+        labels = np.asarray(data["dis_label"], dtype=np.float64)
+        _check_labels(path, labels, len(DMER_EMOTIONS))
+    else:
+        labels = np.full((NUM_CLIPS, len(DMER_EMOTIONS)), np.nan)
 
     # Position of each row within its clip, in file order: rank in a stable sort by clip.
     order = np.argsort(vids, kind="stable")
@@ -193,7 +202,7 @@ def load_dmer_file(
         first, end, shape = DMER_COLUMNS[name]
         block = np.ascontiguousarray(feas[:, first:end], dtype=np.float32)
         features[name] = torch.from_numpy(block).reshape(len(feas), *shape)
-    target = labels / labels.sum(axis=1, keepdims=True)
+    target = labels / labels.sum(axis=1, keepdims=True)  # NaN rows stay NaN (no labels)
     return FeatureTable(
         features=features,
         target=torch.from_numpy(target[vids].astype(np.float32)),
@@ -225,6 +234,9 @@ class DMERDataModule(FeatureDataModule):
         split_seed: See :class:`~datamodules.base.FeatureDataModule`.
         shuffle_seed: See :class:`~datamodules.base.FeatureDataModule`.
         split_file: See :class:`~datamodules.base.FeatureDataModule`.
+        predict_root: Folder of feature files to predict (``mpcl predict``): every
+            ``<subject_id>.mat`` in it, all rows, standardised with the training statistics
+            (restored from the checkpoint); ``dis_label`` may be absent there.
     """
 
     dataset_name = "dmer"
@@ -244,6 +256,7 @@ class DMERDataModule(FeatureDataModule):
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
+        predict_root: str | None = None,
     ) -> None:
         super().__init__(
             protocol=protocol,
@@ -261,6 +274,7 @@ class DMERDataModule(FeatureDataModule):
         if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
             raise ValueError(f"subjects must be distinct non-negative ids, got {subjects}")
         self.root = root
+        self.predict_root = predict_root
         self.subjects = sorted(ids)
         self._metadata = dmer_metadata(self.dataset_name, modalities)
 
@@ -293,3 +307,30 @@ class DMERDataModule(FeatureDataModule):
         modalities = self.metadata.modalities
         tables = [load_dmer_file(self.subject_path(s), s, modalities) for s in self.subjects]
         return FeatureTable.concat(tables)
+
+    def has_predict_source(self) -> bool:
+        """Whether ``predict_root`` is set."""
+        return self.predict_root is not None
+
+    def predict_files(self) -> list[tuple[int, Path]]:
+        """``(subject id, path)`` of every ``<subject_id>.mat`` in ``predict_root``, by id."""
+        root = Path(str(self.predict_root))
+        if not root.is_dir():
+            raise DataFormatError(f"{root}: predict_root folder not found")
+        files = []
+        for path in sorted(root.glob("*.mat")):
+            if not path.stem.isdigit():
+                raise DataFormatError(
+                    f"{path}: predict_root files must be named <subject_id>.mat (an integer id)"
+                )
+            files.append((int(path.stem), path))
+        if not files:
+            raise DataFormatError(f"{root}: predict_root holds no <subject_id>.mat feature file")
+        return sorted(files)
+
+    def load_predict_table(self) -> FeatureTable:
+        """All rows of every file in ``predict_root``, in (subject id, file row) order."""
+        modalities = self.metadata.modalities
+        return FeatureTable.concat(
+            [load_dmer_file(p, s, modalities, require_labels=False) for s, p in self.predict_files()]
+        )

@@ -306,6 +306,7 @@ class SyntheticDMERDataModule(DMERDataModule):
         split_seed: See :class:`~datamodules.base.FeatureDataModule`.
         shuffle_seed: See :class:`~datamodules.base.FeatureDataModule`.
         split_file: See :class:`~datamodules.base.FeatureDataModule`.
+        predict_root: See :class:`~datamodules.dmer.DMERDataModule`.
     """
 
     dataset_name = "synthetic"
@@ -327,6 +328,7 @@ class SyntheticDMERDataModule(DMERDataModule):
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
+        predict_root: str | None = None,
     ) -> None:
         if not 1 <= num_subjects <= len(DMER_VALID_SUBJECTS):
             raise ValueError(
@@ -351,6 +353,7 @@ class SyntheticDMERDataModule(DMERDataModule):
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,
+            predict_root=predict_root,
         )
         self.num_subjects = num_subjects
         self.rows_per_clip = rows_per_clip

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.distributed
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -98,8 +99,14 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MPCLCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    build_cli(args)
+    """Console-script entry point; a distributed run leaves its process group destroyed."""
+    try:
+        build_cli(args)
+    finally:
+        # Lightning's DDP teardown keeps the process group; destroying it here ends every
+        # rank cleanly (no "process group was not destroyed" warning, no lingering gloo sockets).
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

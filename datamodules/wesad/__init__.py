@@ -1,12 +1,12 @@
 """WESAD (Wearable Stress and Affect Detection) support: safe loading, windows, features, labels.
 
-The public entry point is :class:`WESADDataModule`; :func:`generate_fake_wesad` writes a small
-fake data set in the release layout.
+The public entry point is :class:`WESADDataModule`;
+:func:`datamodules.wesad.fixtures.generate_fake_wesad` writes a small fake data set in the
+release layout (``python -m datamodules.wesad.fixtures ROOT``).
 """
 
 from datamodules.wesad.datamodule import WESADDataModule
 from datamodules.wesad.features import FEATURE_NAMES, extract_features, modality_shapes
-from datamodules.wesad.fixtures import generate_fake_wesad
 from datamodules.wesad.labels import round_distribution
 from datamodules.wesad.layout import DEFAULT_ITEMS, SUBJECTS
 from datamodules.wesad.quest import QuestFormatError, parse_quest
@@ -27,7 +27,6 @@ __all__ = [
     "WESADDataModule",
     "WESADFormatError",
     "extract_features",
-    "generate_fake_wesad",
     "load_recording",
     "load_subject",
     "modality_shapes",

@@ -31,7 +31,7 @@ from datamodules.wesad.features import (
     PHYSIOLOGICAL,
     modality_shapes,
 )
-from datamodules.wesad.labels import resolve_items, round_distribution, valence_groups
+from datamodules.wesad.labels import resolve_items, subject_distributions, valence_groups
 from datamodules.wesad.layout import (
     SUBJECTS,
     pickle_path,
@@ -148,10 +148,16 @@ class WESADDataModule(FeatureDataModule):
             found = sorted(p.name for p in self.root.glob("S*") if p.is_dir())
             raise WESADFormatError(
                 f"{self.root}: missing WESAD files {missing}; expected root/SX/SX.pkl and "
-                f"root/SX/SX_quest.csv per subject (subject folders found: {found})"
+                f"root/SX/SX_quest.csv per subject (subject folders found: {found}); to use "
+                "only some subjects, set subjects (e.g. --data.subjects '[S2,S3]')"
             )
 
-    def _subject_table(self, windows: SubjectWindows, quest: Questionnaire) -> FeatureTable:
+    def _subject_table(
+        self,
+        windows: SubjectWindows,
+        quest: Questionnaire,
+        distributions: dict[tuple[int, int], np.ndarray],
+    ) -> FeatureTable:
         subject = windows.subject
         rounds = sorted(
             set(zip(windows.condition.tolist(), windows.occurrence.tolist(), strict=True))
@@ -167,9 +173,8 @@ class WESADDataModule(FeatureDataModule):
         key = windows.condition * 100 + windows.occurrence
         round_keys = np.array([c * 100 + o for c, o in rounds])
         index = np.searchsorted(round_keys, key)
-        targets = np.stack(
-            [round_distribution(quest.round_of(c, o), self.items, subject) for c, o in rounds]
-        )
+        # round_of raises, naming the subject, for a label round without questionnaire ratings.
+        targets = np.stack([distributions[quest.round_of(c, o).key] for c, o in rounds])
         trials = np.array([trial_id(c, o) for c, o in rounds], dtype=np.int64)
         n = len(windows)
         return FeatureTable(
@@ -189,10 +194,13 @@ class WESADDataModule(FeatureDataModule):
         subjects = sorted(self.subjects, key=subject_id)
         # Questionnaires first: a malformed one fails in milliseconds, not after extraction.
         quests = {s: parse_quest(quest_path(self.root, s), s) for s in subjects}
+        distributions = subject_distributions(quests, self.items)
         tables = []
         for subject in subjects:
             windows = load_subject(
                 self.root, subject, self.window_seconds, self.hop_seconds, self.cache_dir
             )
-            tables.append(self._subject_table(windows, quests[subject]))
+            tables.append(
+                self._subject_table(windows, quests[subject], distributions[subject])
+            )
         return FeatureTable.concat(tables)

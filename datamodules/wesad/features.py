@@ -22,6 +22,9 @@ cannot support (no beat detected) are NaN until :func:`impute_missing` fills the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
@@ -109,6 +112,10 @@ SCR_MIN_AMPLITUDE = 0.01
 """Smallest skin conductance response in microsiemens, a common detection threshold."""
 SCR_SPAN = 8
 """Seconds around a response within which its prominence is measured."""
+
+
+Extractor = Callable[[np.ndarray, Windows], np.ndarray]
+"""A feature function: (signal at its feature rate, windows) -> ``[W, F]``."""
 
 
 def modality_shapes() -> dict[str, tuple[int, ...]]:
@@ -319,6 +326,49 @@ def impute_missing(features: np.ndarray, group: np.ndarray) -> np.ndarray:
     return np.where(bad, np.where(found, filled, fallback), features)
 
 
+def _chest(key: str, rate: int | None = None) -> Callable[[WESADRecording], np.ndarray]:
+    """Reader of a chest signal (first channel unless it is ``ACC``), resampled to ``rate``."""
+
+    def read(recording: WESADRecording) -> np.ndarray:
+        values = recording.chest[key]
+        values = values if key == "ACC" else values[:, 0]
+        return values if rate is None else resample(values, LABEL_RATE, rate)
+
+    return read
+
+
+def _wrist(key: str) -> Callable[[WESADRecording], np.ndarray]:
+    """Reader of a wrist signal at its own rate (first channel unless it is ``ACC``)."""
+
+    def read(recording: WESADRecording) -> np.ndarray:
+        values = recording.wrist[key]
+        return values if key == "ACC" else values[:, 0]
+
+    return read
+
+
+EXTRACTORS: dict[str, tuple[Callable[[WESADRecording], np.ndarray], Extractor]] = {
+    "ecg": (_chest("ECG"), ecg_features),
+    "eda_chest": (_chest("EDA", EDA_RATE), eda_features),
+    "emg": (_chest("EMG"), emg_features),
+    "resp": (_chest("Resp", RESP_RATE), resp_features),
+    "temp_chest": (_chest("Temp", EDA_RATE), temp_features),
+    "bvp": (_wrist("BVP"), bvp_features),
+    "eda_wrist": (_wrist("EDA"), partial(eda_features, rate=WRIST_RATES["EDA"])),
+    "temp_wrist": (_wrist("TEMP"), partial(temp_features, rate=WRIST_RATES["TEMP"])),
+    "acc_chest": (_chest("ACC", ACC_RATE), acc_features),
+    "acc_wrist": (_wrist("ACC"), partial(acc_features, rate=WRIST_RATES["ACC"])),
+}
+"""Modality -> (signal reader, feature function). Chest signals other than ECG and EMG are
+resampled to the rate their features use; wrist signals keep their own rates."""
+
+
+def extract_modality(recording: WESADRecording, windows: Windows, name: str) -> np.ndarray:
+    """Raw features ``[W, F]`` of one modality (may hold NaN; see :func:`impute_missing`)."""
+    read, features = EXTRACTORS[name]
+    return features(read(recording), windows)
+
+
 def extract_features(recording: WESADRecording, windows: Windows) -> dict[str, np.ndarray]:
     """All modality features of one recording.
 
@@ -334,22 +384,12 @@ def extract_features(recording: WESADRecording, windows: Windows) -> dict[str, n
     """
     if len(windows) == 0:
         raise ValueError(f"subject {recording.subject}: no windows to extract features from")
-    chest, wrist = recording.chest, recording.wrist
-    raw = {
-        "ecg": ecg_features(chest["ECG"][:, 0], windows),
-        "eda_chest": eda_features(resample(chest["EDA"][:, 0], LABEL_RATE, EDA_RATE), windows),
-        "emg": emg_features(chest["EMG"][:, 0], windows),
-        "resp": resp_features(resample(chest["Resp"][:, 0], LABEL_RATE, RESP_RATE), windows),
-        "temp_chest": temp_features(resample(chest["Temp"][:, 0], LABEL_RATE, EDA_RATE), windows),
-        "bvp": bvp_features(wrist["BVP"][:, 0], windows),
-        "eda_wrist": eda_features(wrist["EDA"][:, 0], windows, WRIST_RATES["EDA"]),
-        "temp_wrist": temp_features(wrist["TEMP"][:, 0], windows, WRIST_RATES["TEMP"]),
-        "acc_chest": acc_features(resample(chest["ACC"], LABEL_RATE, ACC_RATE), windows),
-        "acc_wrist": acc_features(wrist["ACC"], windows, WRIST_RATES["ACC"]),
-    }
     _, segment = np.unique(windows.segment_start, return_inverse=True)
     return {
-        name: impute_missing(values, segment).astype(np.float32) for name, values in raw.items()
+        name: impute_missing(extract_modality(recording, windows, name), segment).astype(
+            np.float32
+        )
+        for name in FEATURE_NAMES
     }
 
 

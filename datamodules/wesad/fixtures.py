@@ -8,7 +8,8 @@ empty fields like the originals.
 Pickles are written like the Python 2 originals (protocol 2, byte strings as ``BINSTRING``,
 ``numpy.core`` module paths), so the loader is tested on the format it will meet.
 
-Run ``python -m datamodules.wesad.fixtures ROOT`` to write a fake data set.
+Run ``python -m datamodules.wesad.fixtures ROOT [--subjects all] [--seconds 60]`` to write a
+fake data set (default: S2, S3, S4 with about 60 s per study condition).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.wesad.fake_signals import ORDER, FakeSubject, make_subject
-from datamodules.wesad.layout import pickle_path, quest_path
+from datamodules.wesad.layout import SUBJECTS, pickle_path, quest_path, subject_id
 
 PADDED_FIELDS = 27
 
@@ -111,11 +112,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Write a fake WESAD data set: ``python -m datamodules.wesad.fixtures ROOT``."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("root")
-    parser.add_argument("--subjects", nargs="+", default=["S2", "S3", "S4"])
+    parser.add_argument(
+        "--subjects",
+        nargs="+",
+        default=["S2", "S3", "S4"],
+        help="subject names, or 'all' for the 15 of the release (default: S2 S3 S4)",
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per study condition")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    generate_fake_wesad(args.root, args.subjects, args.seconds, args.seed)
+    subjects = SUBJECTS if args.subjects == ["all"] else args.subjects
+    for subject in subjects:
+        try:
+            subject_id(subject)
+        except ValueError as error:
+            parser.error(str(error))
+    generate_fake_wesad(args.root, subjects, args.seconds, args.seed)
 
 
 if __name__ == "__main__":

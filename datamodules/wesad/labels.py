@@ -12,7 +12,7 @@ data sets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from datamodules.wesad.layout import (
     PANAS_ITEMS_26,
     valence_group,
 )
-from datamodules.wesad.quest import QuestFormatError, QuestRound
+from datamodules.wesad.quest import QuestFormatError, Questionnaire, QuestRound
 
 
 def resolve_items(items: Sequence[str] | None) -> tuple[str, ...]:
@@ -78,3 +78,40 @@ def round_distribution(quest_round: QuestRound, items: Sequence[str], subject: s
             "sum to normalise into a distribution (choose other items or drop the subject)"
         )
     return ratings / total
+
+
+def subject_distributions(
+    quests: Mapping[str, Questionnaire], items: Sequence[str]
+) -> dict[str, dict[tuple[int, int], np.ndarray]]:
+    """The distribution of every rated round of every subject, checked all at once.
+
+    Every round that cannot be labelled (a zero sum of the chosen ratings, a missing item) is
+    collected first, so one error lists them all instead of stopping at the first subject.
+
+    Args:
+        quests: Subject name -> parsed questionnaire.
+        items: The items to use, in output order.
+
+    Returns:
+        Subject -> (condition, occurrence) -> float64 ``[C]`` summing to 1.
+
+    Raises:
+        QuestFormatError: Listing every subject and round whose distribution is undefined.
+    """
+    out: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+    problems = []
+    for subject, quest in quests.items():
+        out[subject] = {}
+        for quest_round in quest.rounds:
+            try:
+                distribution = round_distribution(quest_round, items, subject)
+            except QuestFormatError as error:
+                problems.append(f"{quest.path}: {error}")
+                continue
+            out[subject][(quest_round.condition, quest_round.occurrence)] = distribution
+    if problems:
+        raise QuestFormatError(
+            f"{len(problems)} rated round(s) have no emotion distribution for items "
+            f"{list(items)}:\n  " + "\n  ".join(problems)
+        )
+    return out

@@ -52,6 +52,11 @@ class QuestRound:
     panas: dict[str, float]
     line: int
 
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(condition, occurrence)``, the round's identity within a subject."""
+        return self.condition, self.occurrence
+
 
 @dataclass(frozen=True)
 class Questionnaire:

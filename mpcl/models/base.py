@@ -9,7 +9,7 @@ has auxiliary losses, :meth:`EmotionDistributionModule.auxiliary_losses`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -51,6 +51,9 @@ class EmotionDistributionModule(LightningModule):
     #: Metric that checkpointing and early stopping watch, and its direction.
     monitor = "val/kl"
     mode = "min"
+    #: Reduction of the KL term over the batch: ``"mean"``, or ``"sum"`` (the batch mean times B,
+    #: e.g. HeLo's published objective). Subclasses may also set it per instance.
+    kl_reduction: Literal["mean", "sum"] = "mean"
 
     def __init__(
         self,
@@ -104,6 +107,8 @@ class EmotionDistributionModule(LightningModule):
         if log_preds is None:
             log_preds = torch.log(preds.clamp_min(torch.finfo(preds.dtype).tiny))
         kl = kl_divergence_loss(batch["target"], log_preds)
+        if self.kl_reduction == "sum":
+            kl = kl * len(log_preds)
         terms = {"kl": kl}
         total = kl
         for name, (weight, value) in self.auxiliary_losses(batch, preds, aux).items():

@@ -15,7 +15,15 @@ from torch import Tensor
 
 from datamodules.metadata import DatasetMetadata
 from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
-from mpcl.nn.mpcl_net import FusionKind, HeadKind, MPCLNet, PrototypeKind, PrototypeUpdate, RetrievalKind
+from mpcl.nn.mpcl_net import (
+    FusionKind,
+    HeadKind,
+    MPCLNet,
+    PrototypeKind,
+    PrototypeUpdate,
+    RetrievalKind,
+)
+from mpcl.nn.prototypes import EMAWeighting
 
 
 class MPCLModule(EmotionDistributionModule):
@@ -38,6 +46,7 @@ class MPCLModule(EmotionDistributionModule):
         scales: Pooling windows of the multi-scale associative memory (``[1]``: single scale).
         memory_slots: Learned memory slots per scale.
         momentum: EMA momentum of the prototype memory update.
+        ema_weighting: ``target`` or ``centered`` weights of the memory update.
         tau: Temperature of prototype relation distillation.
         dropout: Dropout throughout the network.
         tokens_per_modality: Token count of flat feature vectors, per modality.
@@ -67,6 +76,7 @@ class MPCLModule(EmotionDistributionModule):
         scales: list[int] | None = None,
         memory_slots: int = 4,
         momentum: float = 0.99,
+        ema_weighting: EMAWeighting = "target",
         tau: float = 0.1,
         dropout: float = 0.1,
         tokens_per_modality: dict[str, int] | None = None,
@@ -100,6 +110,7 @@ class MPCLModule(EmotionDistributionModule):
             scales=tuple(scales) if scales is not None else (1, 2, 4),
             memory_slots=memory_slots,
             momentum=momentum,
+            ema_weighting=ema_weighting,
             tau=tau,
             dropout=dropout,
             tokens_per_modality=tokens_per_modality,

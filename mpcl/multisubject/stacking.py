@@ -129,23 +129,27 @@ class StackedModels:
     def state_dict(self, model: int) -> dict[str, Tensor]:
         """The template's ``state_dict`` holding model ``model``'s tensors (cloned, on CPU)."""
         state = self.module.state_dict()
-        for name, value in (*self.params.items(), *self.buffers.items()):
+        for name, value in self.tensors().items():
             state[name] = value[model].detach().cpu().clone()
         return {k: v.detach().cpu() for k, v in state.items()}
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Every stacked tensor (parameters and persistent buffers) by name."""
+        return {**self.params, **self.buffers}
 
     @torch.no_grad()
     def snapshot(self) -> dict[str, Tensor]:
         """A detached copy of every stacked tensor (for best-epoch bookkeeping)."""
-        return {name: t.detach().clone() for name, t in (*self.params.items(), *self.buffers.items())}
+        return {name: t.detach().clone() for name, t in self.tensors().items()}
 
     @torch.no_grad()
-    def copy_models(self, source: Mapping[str, Tensor], target: dict[str, Tensor], models: Tensor) -> None:
-        """``target[name][models] = source[name][models]`` for every stacked tensor."""
-        for name, value in source.items():
-            target[name].index_copy_(0, models, value.index_select(0, models))
+    def copy_into(self, target: dict[str, Tensor], models: Tensor) -> None:
+        """``target[name][models] = current[name][models]`` for every stacked tensor."""
+        for name, value in self.tensors().items():
+            target[name].index_copy_(0, models, value.detach().index_select(0, models))
 
     @torch.no_grad()
     def load_snapshot(self, snapshot: Mapping[str, Tensor]) -> None:
         """Overwrite every stacked tensor with ``snapshot``'s."""
-        for name, value in (*self.params.items(), *self.buffers.items()):
+        for name, value in self.tensors().items():
             value.copy_(snapshot[name])

@@ -20,7 +20,7 @@ from datamodules.metadata import DatasetMetadata
 from mpcl.nn.compression import FlatHead, HierarchicalCompressionHead
 from mpcl.nn.distillation import prototype_relation_distillation
 from mpcl.nn.fusion import ConcatFusion, MultiScaleAssociativeFusion, TokenNorm
-from mpcl.nn.prototypes import NoPrototypes, PrototypeBank, PrototypeOutput
+from mpcl.nn.prototypes import EMAWeighting, NoPrototypes, PrototypeBank, PrototypeOutput
 from mpcl.nn.retrieval import BranchGate, CooccurrenceRetrieval, NoRetrieval, cooccurrence_loss
 from mpcl.nn.tokenizers import ModalityTokenizers
 
@@ -51,6 +51,8 @@ class MPCLNet(nn.Module):
             ``single_scale`` ablation.
         memory_slots: Learned memory slots per scale in MSAM.
         momentum: EMA momentum of the prototype memory update.
+        ema_weighting: Weights of the memory update: ``"target"`` or ``"centered"`` (see
+            :class:`~mpcl.nn.prototypes.PrototypeBank`).
         tau: Temperature of prototype relation distillation.
         dropout: Dropout on tokens, retrieved states, feed-forward blocks and the head.
         tokens_per_modality: Token count of a flat layout per modality (see
@@ -76,6 +78,7 @@ class MPCLNet(nn.Module):
         scales: Sequence[int] = (1, 2, 4),
         memory_slots: int = 4,
         momentum: float = 0.99,
+        ema_weighting: EMAWeighting = "target",
         tau: float = 0.1,
         dropout: float = 0.1,
         tokens_per_modality: Mapping[str, int] | None = None,
@@ -139,7 +142,14 @@ class MPCLNet(nn.Module):
                     counts, dim, scales, memory_slots, dropout
                 )
             banks[name] = (
-                PrototypeBank(num_emotions, prototypes_per_emotion, dim, prototype_update, momentum)
+                PrototypeBank(
+                    num_emotions,
+                    prototypes_per_emotion,
+                    dim,
+                    prototype_update,
+                    momentum,
+                    ema_weighting,
+                )
                 if prototypes == "bank"
                 else NoPrototypes(num_emotions, dim)
             )

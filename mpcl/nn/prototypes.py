@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from mpcl.nn.memory import HopfieldRetrieval
 
 PrototypeUpdate = Literal["ema", "learned"]
+EMAWeighting = Literal["target", "centered"]
 
 
 @dataclass
@@ -61,6 +62,12 @@ class PrototypeBank(nn.Module):
         m_{c,k} = \textstyle\sum_b d_{b,c}[a_{b,c} = k]\, h_b / w_{c,k}, \quad
         \Pi_{c,k} \leftarrow \mu \Pi_{c,k} + (1 - \mu)\, m_{c,k} \text{ where } w_{c,k} > 0
 
+    With ``weighting="centered"`` the weight is the target's excess over its batch mean,
+    ``d_{b,c} - \bar d_{c}`` where positive (zero elsewhere): a prototype of emotion ``c`` then
+    learns from the samples that feel ``c`` more than usual. Plain target weights (``"target"``)
+    move every emotion's prototypes toward nearly the same mean when targets are flat (PANAS
+    distributions are), so the banks lose their emotion specificity; the centred weights keep it.
+
     Under ``torch.distributed`` the sums ``w`` and ``w m`` are all-reduced before the division, so
     every replica applies the same update (the one that a single process would compute on the
     union of the batches) and the banks stay identical. With ``update="learned"`` the bank is a
@@ -72,6 +79,8 @@ class PrototypeBank(nn.Module):
         dim: D.
         update: ``"ema"`` (a buffer written by the memory update) or ``"learned"`` (a parameter).
         momentum: EMA momentum ``mu``.
+        weighting: ``"target"`` (``d_{b,c}``) or ``"centered"`` (``max(0, d_{b,c} - mean_b d_{b,c})``,
+            the batch mean taken over all processes).
     """
 
     def __init__(
@@ -81,6 +90,7 @@ class PrototypeBank(nn.Module):
         dim: int,
         update: PrototypeUpdate = "ema",
         momentum: float = 0.99,
+        weighting: EMAWeighting = "target",
     ) -> None:
         super().__init__()
         if update not in ("ema", "learned"):
@@ -91,8 +101,13 @@ class PrototypeBank(nn.Module):
             raise ValueError(
                 f"PrototypeBank: prototypes_per_emotion must be >= 1, got {prototypes_per_emotion}"
             )
+        if weighting not in ("target", "centered"):
+            raise ValueError(
+                f"PrototypeBank: weighting must be 'target' or 'centered', got {weighting!r}"
+            )
         self.update = update
         self.momentum = momentum
+        self.weighting = weighting
         # Unit-variance entries match the scale of layer-normalised branch tokens.
         bank = torch.randn(num_emotions, prototypes_per_emotion, dim)
         if update == "learned":
@@ -139,21 +154,33 @@ class PrototypeBank(nn.Module):
         embeddings = embeddings.detach().to(self.bank.dtype)
         if assignments is None:
             assignments = self.assign(embeddings)
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         # Memory is accumulated in the bank's precision, also under mixed-precision autocast.
         with torch.autocast(embeddings.device.type, enabled=False):
+            target = target.detach().to(self.bank.dtype)
+            if self.weighting == "centered":
+                target = (target - self._global_mean(target, distributed)).clamp_min(0.0)
             weights = F.one_hot(assignments, k).to(self.bank.dtype)
-            weights = weights * target.detach().to(self.bank.dtype)[..., None]
+            weights = weights * target[..., None]
             sums = torch.einsum("bck,bd->ckd", weights, embeddings)
             totals = weights.sum(dim=0)
         # One flat buffer: a single all-reduce per step.
         packed = torch.cat([sums.reshape(-1), totals.reshape(-1)])
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if distributed:
             dist.all_reduce(packed, op=dist.ReduceOp.SUM)
         sums = packed[: sums.numel()].view(num_emotions, k, dim)
         totals = packed[sums.numel() :].view(num_emotions, k, 1)
         means = sums / totals.clamp_min(torch.finfo(totals.dtype).tiny)
         moved = self.momentum * self.bank + (1.0 - self.momentum) * means
         self.bank.copy_(torch.where(totals > 0, moved, self.bank))
+
+    @staticmethod
+    def _global_mean(target: Tensor, distributed: bool) -> Tensor:
+        """Mean target ``[C]`` over the batch of every process (the local batch without DDP)."""
+        packed = torch.cat([target.sum(dim=0), target.new_tensor([len(target)])])
+        if distributed:
+            dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        return packed[:-1] / packed[-1].clamp_min(1.0)
 
     def forward(self, tokens: Tensor, target: Tensor | None = None) -> PrototypeOutput:
         """Read the bank with the branch tokens, then (training, EMA, target given) write it.

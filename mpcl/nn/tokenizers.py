@@ -147,7 +147,10 @@ class GroupedTokenizer(_Tokenizer):
         self._check(x)
         groups = x.reshape(x.shape[0], self.num_tokens, self.group_size)
         tokens = torch.einsum("bgp,gpd->bgd", groups, self.weight)
-        return tokens + self.bias + self.modality_embedding
+        # The einsum returns group-major strides; dropout draws its mask in memory order, so a
+        # contiguous result keeps the mask independent of how the product was computed (the
+        # many-subjects mode relies on this to reproduce one-model runs' dropout masks).
+        return (tokens + self.bias + self.modality_embedding).contiguous()
 
 
 class ModalityTokenizers(nn.Module):

@@ -58,7 +58,12 @@ def test_zeros_in_prediction_stay_finite_through_clipping():
 
 def test_directions_and_order():
     assert [m.name for m in LDL_METRICS] == [
-        "chebyshev", "clark", "canberra", "kl", "cosine", "intersection"
+        "chebyshev",
+        "clark",
+        "canberra",
+        "kl",
+        "cosine",
+        "intersection",
     ]
     assert {n for n, higher in HIGHER_IS_BETTER.items() if higher} == {"cosine", "intersection"}
     for name, metric in LDLMetrics().items():

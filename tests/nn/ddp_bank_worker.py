@@ -5,7 +5,7 @@ batch. Each rank saves its banks after that forward, plus (computed before the p
 exists, so without all-reduce) the banks after a single-process forward on the whole batch and
 on its own half only.
 
-Usage: python ddp_bank_worker.py OUT_DIR
+Usage: python ddp_bank_worker.py OUT_DIR [target|centered]
 """
 
 from __future__ import annotations
@@ -32,9 +32,16 @@ META = DatasetMetadata(
 )
 
 
-def build() -> MPCLNet:
+def build(weighting: str) -> MPCLNet:
     torch.manual_seed(0)
-    return MPCLNet(META, hidden_dim=16, prototypes_per_emotion=3, momentum=0.5, dropout=0.0).train()
+    return MPCLNet(
+        META,
+        hidden_dim=16,
+        prototypes_per_emotion=3,
+        momentum=0.5,
+        dropout=0.0,
+        ema_weighting=weighting,
+    ).train()
 
 
 def banks(net: MPCLNet) -> dict[str, torch.Tensor]:
@@ -54,13 +61,13 @@ def shard(batch: dict[str, torch.Tensor], target: torch.Tensor, rank: int) -> tu
     return {k: v[rows] for k, v in batch.items()}, target[rows]
 
 
-def run(rank: int, port: int, out: str) -> None:
+def run(rank: int, port: int, out: str, weighting: str) -> None:
     batch, target = data()
-    result = {"initial": banks(build())}
-    reference = build()
+    result = {"initial": banks(build(weighting))}
+    reference = build(weighting)
     reference(batch, target)
     result["union"] = banks(reference)
-    alone = build()
+    alone = build(weighting)
     alone(*shard(batch, target, rank))
     result["shard"] = banks(alone)
 
@@ -68,7 +75,7 @@ def run(rank: int, port: int, out: str) -> None:
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
     )
     try:
-        net = build()
+        net = build(weighting)
         net(*shard(batch, target, rank))
         result["ddp"] = banks(net)
         dist.barrier()
@@ -85,4 +92,5 @@ def free_port() -> int:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    mp.spawn(run, args=(free_port(), sys.argv[1]), nprocs=WORLD_SIZE, join=True)
+    weighting = sys.argv[2] if len(sys.argv) > 2 else "target"
+    mp.spawn(run, args=(free_port(), sys.argv[1], weighting), nprocs=WORLD_SIZE, join=True)

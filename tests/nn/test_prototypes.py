@@ -104,14 +104,33 @@ def test_no_prototypes_broadcasts_pooled_vector():
     assert not any(isinstance(b, torch.Tensor) and b.ndim == 3 for b in module.buffers())
 
 
-def test_ddp_banks_identical_and_equal_to_union_update(tmp_path):
+def test_centered_weighting_uses_the_excess_over_the_batch_mean():
+    bank = PrototypeBank(2, 3, 2, momentum=0.9, weighting="centered")
+    with torch.no_grad():
+        bank.bank.copy_(tiny_bank().bank)
+    before = bank.bank.clone()
+    bank.update_memory(EMBEDDINGS, TARGET)
+    # batch mean target (0.625, 0.375); excess: e1 (0.125, 0), e2 (0, 0.125), e3 (0, 0.375),
+    # e4 (0.375, 0)
+    expected = before.clone()
+    expected[0, 0] = 0.9 * before[0, 0] + 0.1 * E1  # only e1 of {e1, e3} is above the mean
+    expected[0, 1] = 0.9 * before[0, 1] + 0.1 * E4
+    expected[1, 0] = 0.9 * before[1, 0] + 0.1 * E3
+    expected[1, 1] = 0.9 * before[1, 1] + 0.1 * E2
+    torch.testing.assert_close(bank.bank, expected)
+    with pytest.raises(ValueError, match="weighting"):
+        PrototypeBank(2, 3, 2, weighting="mean")
+
+
+@pytest.mark.parametrize("weighting", ["target", "centered"])
+def test_ddp_banks_identical_and_equal_to_union_update(tmp_path, weighting):
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     script = Path(__file__).with_name("ddp_bank_worker.py")
     result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
+        [sys.executable, str(script), str(tmp_path), weighting],
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

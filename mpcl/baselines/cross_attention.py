@@ -1,0 +1,149 @@
+"""Cross-attention fusion: each branch's tokens attend to the other branch's tokens.
+
+Pipeline:
+
+1. every modality becomes tokens (:class:`~mpcl.nn.tokenizers.ModalityTokenizers`: one per EEG
+   channel, a few per flat vector, one per face group, each with a modality embedding);
+2. the physiological tokens ``P`` and the behavioral tokens ``Q`` are updated by ``L``
+   bidirectional pre-norm cross-attention blocks,
+   ``P <- P + MHA(LN(P), LN(Q), LN(Q))``, ``Q <- Q + MHA(LN(Q), LN(P), LN(P))`` (both from the
+   previous ``P``, ``Q``), each followed by a residual feed-forward layer;
+3. each branch is mean-pooled over its tokens, the two pooled vectors are concatenated and an
+   MLP head gives the logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from datamodules.metadata import DatasetMetadata
+from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
+from mpcl.nn.tokenizers import ModalityTokenizers
+
+
+class CrossAttentionBlock(nn.Module):
+    """One bidirectional cross-attention block between two token sets.
+
+    Args:
+        dim: Token size D.
+        num_heads: Attention heads (must divide D).
+        dropout: Dropout on attention weights and residual branches.
+        ffn_mult: Hidden width of the feed-forward layer as a multiple of D.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float, ffn_mult: int = 2) -> None:
+        super().__init__()
+        self.norm_query = nn.ModuleList([nn.LayerNorm(dim) for _ in range(2)])
+        self.norm_context = nn.ModuleList([nn.LayerNorm(dim) for _ in range(2)])
+        self.attention = nn.ModuleList(
+            [nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True) for _ in range(2)]
+        )
+        self.feed_forward = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.LayerNorm(dim),
+                    nn.Linear(dim, ffn_mult * dim),
+                    nn.GELU(),
+                    nn.Dropout(dropout),
+                    nn.Linear(ffn_mult * dim, dim),
+                )
+                for _ in range(2)
+            ]
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, first: Tensor, second: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Updated ``first`` ``[B, T1, D]`` and ``second`` ``[B, T2, D]``, and the
+        head-averaged attention of ``first`` over ``second`` ``[B, T1, T2]``."""
+        updated, weights = [], None
+        for i, (query, context) in enumerate(((first, second), (second, first))):
+            q, kv = self.norm_query[i](query), self.norm_context[i](context)
+            attended, attn = self.attention[i](q, kv, kv, need_weights=i == 0)
+            if i == 0:
+                weights = attn
+            x = query + self.dropout(attended)
+            updated.append(x + self.dropout(self.feed_forward[i](x)))
+        return updated[0], updated[1], weights
+
+
+class CrossAttentionFusionModule(EmotionDistributionModule):
+    """Modality tokens, cross-attention between the two branches, pooled MLP head.
+
+    Args:
+        metadata: Data set description; linked from the datamodule by the CLI. Both branches
+            must name at least one modality.
+        dim: Token size D.
+        num_heads: Attention heads.
+        num_layers: Number ``L`` of cross-attention blocks.
+        dropout: Dropout on tokens, attention and the head.
+        token_groups: Grouped-token layout per modality (e.g. ``{face: 3}``), see
+            :class:`~mpcl.nn.tokenizers.ModalityTokenizers`.
+        tokens_per_modality: Flat-token counts per modality.
+        optimizer: Callable building the optimizer.
+        scheduler: Callable building an epoch-wise scheduler, or ``None``.
+    """
+
+    def __init__(
+        self,
+        metadata: DatasetMetadata | dict[str, Any],
+        dim: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        token_groups: dict[str, int] | None = None,
+        tokens_per_modality: dict[str, int] | None = None,
+        optimizer: OptimizerCallable = adam,
+        scheduler: LRSchedulerCallable | None = exponential_decay,
+    ) -> None:
+        super().__init__(metadata, optimizer=optimizer, scheduler=scheduler)
+        physiological, behavioral = self.metadata.physiological, self.metadata.behavioral
+        if not physiological or not behavioral:
+            raise ValueError(
+                "CrossAttentionFusionModule: the data set's metadata needs modalities in both "
+                f"branches, got physiological={list(physiological)}, behavioral={list(behavioral)}"
+            )
+        if dim % num_heads:
+            raise ValueError(
+                f"CrossAttentionFusionModule: num_heads={num_heads} must divide dim={dim}"
+            )
+        if num_layers < 1:
+            raise ValueError(f"CrossAttentionFusionModule: num_layers must be >= 1, got {num_layers}")
+        self.tokenizers = ModalityTokenizers(
+            self.metadata,
+            dim,
+            tokens_per_modality=tokens_per_modality,
+            token_groups=token_groups,
+            dropout=dropout,
+        )
+        self.blocks = nn.ModuleList(
+            [CrossAttentionBlock(dim, num_heads, dropout) for _ in range(num_layers)]
+        )
+        self.head = nn.Sequential(
+            nn.LayerNorm(2 * dim),
+            nn.Linear(2 * dim, dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim, self.num_emotions),
+        )
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Distributions ``[B, C]``; ``aux`` has logits, log-probs and the last block's
+        physiological-to-behavioral attention ``[B, T_phys, T_beh]``."""
+        tokens = self.tokenizers(batch)
+        first = torch.cat([tokens[m] for m in self.metadata.physiological], dim=1)
+        second = torch.cat([tokens[m] for m in self.metadata.behavioral], dim=1)
+        attention = None
+        for block in self.blocks:
+            first, second, attention = block(first, second)
+        pooled = torch.cat([first.mean(dim=1), second.mean(dim=1)], dim=-1)
+        logits = self.head(pooled)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return log_probs.exp(), {
+            "logits": logits,
+            "log_probs": log_probs,
+            "attention": attention,
+        }
