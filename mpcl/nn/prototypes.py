@@ -79,8 +79,8 @@ class PrototypeBank(nn.Module):
         dim: D.
         update: ``"ema"`` (a buffer written by the memory update) or ``"learned"`` (a parameter).
         momentum: EMA momentum ``mu``.
-        weighting: ``"target"`` (``d_{b,c}``) or ``"centered"`` (``max(0, d_{b,c} - mean_b d_{b,c})``,
-            the batch mean taken over all processes).
+        weighting: ``"target"`` (``d_{b,c}``) or ``"centered"``
+            (``max(0, d_{b,c} - mean_b d_{b,c})``, the batch mean taken over all processes).
     """
 
     def __init__(

@@ -56,7 +56,8 @@ def test_print_config(config, in_tmp_cwd, capsys):
         build_cli(["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == yaml.safe_load(config.read_text())["model"]["class_path"]
+    written = yaml.safe_load(config.read_text())
+    assert printed["model"]["class_path"] == written["model"]["class_path"]
     # metadata is linked from the datamodule, never configured by hand
     assert "metadata" not in printed["model"].get("init_args", {})
 

@@ -72,7 +72,7 @@ def test_directions_and_order():
 
 @pytest.mark.parametrize("bad", [torch.ones(3, 4), torch.ones(2, 3, 1)])
 def test_shape_errors_name_the_shapes(bad):
-    with pytest.raises(ValueError, match="shape|expected"):
+    with pytest.raises(ValueError, match=r"shape|expected"):
         chebyshev(bad, torch.ones(2, 3))
 
 
