@@ -16,12 +16,20 @@ RUNNER := $(PY) -m mpcl.runner.cli
 ABLATIONS := single_scale concat_fusion no_prototypes no_prd no_retrieval no_valence_prior \
 	flat_head physiological_only behavioral_only
 ABLATION_DIR = runs/ablations/$(DATASET)-$(PROTOCOL)
+# Baseline table: every method whose experiments/$(DATASET)/<name>.yaml exists (HeLo included when
+# its YAML is there); the per-subject mean only under the subject-dependent protocols.
+BASELINES := trivial_uniform trivial_train_mean aa_knn sa_bfgs mlp late_fusion cross_attention helo
+SUBJECT_DEPENDENT_PROTOCOLS := random-window temporal clip-holdout
+BASELINE_DIR = runs/baselines/$(DATASET)-$(PROTOCOL)
+BASELINE_RUNS = $(foreach b,$(BASELINES) \
+	$(if $(filter $(PROTOCOL),$(SUBJECT_DEPENDENT_PROTOCOLS)),trivial_subject_mean),\
+	$(if $(wildcard experiments/$(DATASET)/$(b).yaml),$(b)))
 # Tests never talk to a W&B server.
 export WANDB_MODE ?= disabled
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-full lint format fit protocol ablations sweep agent clean
+.PHONY: help install demo test test-full lint format fit protocol ablations baselines sweep agent clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -39,7 +47,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv, install the pinned CPU torch first, then the project with dev tools
 
 demo: $(STAMP) ## Train the main model on the built-in synthetic data set and print its test metrics
-	time $(MPCL) fit --config experiments/synthetic/mlp.yaml --test_after_fit true \
+	time $(MPCL) fit --config experiments/synthetic/mpcl.yaml --test_after_fit true \
 		--trainer.logger.init_args.name demo $(ARGS)
 
 # pytest exits 5 when it collects nothing: say so loudly and fail, never pass silently.
@@ -79,6 +87,14 @@ ablate-%: $(STAMP) ## One ablation, e.g. make ablate-no_prd DATASET=synthetic PR
 ablations: ablate-full $(addprefix ablate-,$(ABLATIONS)) ## Every ablation, then one table (rows: full model and each ablation)
 	$(RUNNER) compare $(ABLATION_DIR)/full $(addprefix $(ABLATION_DIR)/,$(ABLATIONS)) \
 		--reference full --output $(ABLATION_DIR)/ablations
+
+baseline-%: $(STAMP) ## One method of the baseline table, e.g. make baseline-aa_knn DATASET=synthetic PROTOCOL=kfold
+	$(RUNNER) run --config experiments/$(DATASET)/$*.yaml --protocol $(PROTOCOL) --seeds $(SEEDS) \
+		--name $* --output $(BASELINE_DIR)/$* $(if $(ARGS),-- $(ARGS))
+
+baselines: baseline-mpcl $(addprefix baseline-,$(BASELINE_RUNS)) ## MPCL and every baseline over PROTOCOL's folds, then one table with MPCL's Wilcoxon tests
+	$(RUNNER) compare $(BASELINE_DIR)/mpcl $(addprefix $(BASELINE_DIR)/,$(BASELINE_RUNS)) \
+		--reference mpcl --output $(BASELINE_DIR)/baselines
 
 # Sweeps need the W&B server (an agent asks it for every run's values): online, whatever the
 # WANDB_MODE default above. The agent starts `python` from PATH, so the venv's comes first.

@@ -114,6 +114,8 @@ class FeatureDataModule(LightningDataModule, ABC):
         # that prediction rows are standardised bit for bit alike (and saved in checkpoints).
         self._statistics: dict[str, tuple[Tensor, Tensor]] = {}
         self._split_tables: dict[str, dict[str, Tensor]] = {}
+        # The split tables on the trainer's device, copied there once (see _device_table).
+        self._device_tables: dict[str, dict[str, Tensor]] = {}
 
     @property
     @abstractmethod
@@ -173,6 +175,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         self._split_tables = {
             name: table.select(rows).as_batch_table(rows) for name, rows in self.splits.items()
         }
+        self._device_tables = {}
         if self.split_file and self._is_global_zero():
             self.write_split(self.split_file, split)
 
@@ -259,10 +262,44 @@ class FeatureDataModule(LightningDataModule, ABC):
     def _is_global_zero(self) -> bool:
         return self._rank_and_world()[0] == 0
 
+    def _device(self) -> torch.device:
+        """Where the batches are consumed: the trainer's root device (the CPU without one)."""
+        trainer = self.trainer
+        return torch.device("cpu") if trainer is None else trainer.strategy.root_device
+
+    def _device_table(self, name: str) -> dict[str, Tensor]:
+        """Split ``name`` on :meth:`_device`, copied there once and reused by every loader.
+
+        Training on a GPU then gathers each batch on the GPU from the resident table: no per-batch
+        host-to-device copy. The CPU tables stay as they are (:meth:`split_rows` serves them).
+        """
+        device = self._device()
+        table = self._split(name)
+        if all(v.device == device for v in table.values()):
+            return table
+        cached = self._device_tables.get(name)
+        if cached is None or any(v.device != device for v in cached.values()):
+            cached = {k: v.to(device) for k, v in table.items()}
+            self._device_tables[name] = cached
+        return cached
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """Pass batches of a resident table through untouched; move others as Lightning does."""
+        if isinstance(batch, dict) and all(
+            isinstance(v, Tensor) and v.device == device for v in batch.values()
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def _loader(
         self, name: str, shuffle: bool, table: dict[str, Tensor] | None = None
     ) -> LightningInMemoryBatches | list:
-        table = self._split(name) if table is None else table
+        if table is None:
+            table = self._device_table(name)
+        else:
+            table = {k: v.to(self._device()) for k, v in table.items()}
         if len(table["target"]) == 0:
             # Lightning skips a stage whose dataloader list is empty.
             return []

@@ -144,7 +144,7 @@ def load_dmer_file(
     path: str | os.PathLike[str],
     subject: int,
     modalities: Sequence[str] | None = None,
-    require_labels: bool = True,
+    prediction: bool = False,
 ) -> FeatureTable:
     """Read and validate one DMER feature file.
 
@@ -152,8 +152,8 @@ def load_dmer_file(
         path: ``<root>/<subject_id>.mat`` (MATLAB v5/v7 or v7.3).
         subject: The subject id stored in the table's ``subject`` column.
         modalities: Modalities to keep (default all four).
-        require_labels: With ``False`` (files to predict), a file without ``dis_label`` is
-            accepted and its targets are NaN; a ``dis_label`` that is present is still checked.
+        prediction: A file to predict: ``dis_label`` may be absent (targets are then NaN; one
+            that is present is still checked) and clips may have no rows.
 
     Returns:
         The subject's rows, in file order. ``position`` counts the rows of each clip in file
@@ -166,7 +166,7 @@ def load_dmer_file(
     """
     path = Path(path)
     data = read_mat_variables(path, ("feas", "vids", "dis_label"))
-    required = ("feas", "vids", "dis_label") if require_labels else ("feas", "vids")
+    required = ("feas", "vids") if prediction else ("feas", "vids", "dis_label")
     missing = [k for k in required if k not in data]
     if missing:
         raise DataFormatError(f"{path}: missing field(s) {missing}; expected feas, vids, dis_label")
@@ -179,7 +179,7 @@ def load_dmer_file(
             "expected one clip id per feature row"
         )
     counts = np.bincount(vids, minlength=NUM_CLIPS)
-    if (counts == 0).any():
+    if not prediction and (counts == 0).any():
         raise DataFormatError(
             f"{path}: clips {np.flatnonzero(counts == 0).tolist()} have no rows in 'vids'; "
             f"expected rows for all {NUM_CLIPS} clips"
@@ -332,5 +332,5 @@ class DMERDataModule(FeatureDataModule):
         """All rows of every file in ``predict_root``, in (subject id, file row) order."""
         modalities = self.metadata.modalities
         return FeatureTable.concat(
-            [load_dmer_file(p, s, modalities, require_labels=False) for s, p in self.predict_files()]
+            [load_dmer_file(p, s, modalities, prediction=True) for s, p in self.predict_files()]
         )

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from datamodules.base import FeatureDataModule
 from mpcl.callbacks.config import LoggedConfig
+from mpcl.callbacks.predictions import PredictionWriter
 from mpcl.callbacks.results import TestResultsReport
 from mpcl.models.base import EmotionDistributionModule
 
@@ -50,6 +51,8 @@ class MPCLCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(TestResultsReport, "results")
+        # Inert except in `predict`: writes every window's distribution (--predictions.output_path).
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -103,8 +106,8 @@ def main(args: list[str] | None = None) -> None:
     try:
         build_cli(args)
     finally:
-        # Lightning's DDP teardown keeps the process group; destroying it here ends every
-        # rank cleanly (no "process group was not destroyed" warning, no lingering gloo sockets).
+        # Lightning keeps the process group alive after fit/test and leaves it to an atexit
+        # handler; end it explicitly when the command is done (its handler then finds none).
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 

@@ -99,7 +99,9 @@ def _check_parameter(source: str, name: str, spec: Any, method: str) -> None:
     if distribution is None and "min" not in spec:
         raise _fail(source, field, "value, values, distribution or min/max", sorted(spec))
     if distribution is not None and distribution not in DISTRIBUTIONS:
-        raise _fail(source, f"{field}.distribution", f"one of {sorted(DISTRIBUTIONS)}", distribution)
+        raise _fail(
+            source, f"{field}.distribution", f"one of {sorted(DISTRIBUTIONS)}", distribution
+        )
     if distribution is None or distribution in BOUNDED:
         low, high = spec.get("min"), spec.get("max")
         # YAML reads 1e-4 (no dot) as a string: W&B would then reject the bound.
@@ -113,7 +115,11 @@ def _check_parameter(source: str, name: str, spec: Any, method: str) -> None:
 def validate_sweep(
     config: Any, source: str = "<sweep>", metric_names: Iterable[str] | None = None
 ) -> None:
-    """Check a sweep config against W&B's schema and this project's command conventions.
+    """Check a sweep config against W&B's documented keys and this project's conventions.
+
+    Checked: the required keys, search method, metric goal, parameter forms (value, values,
+    distribution with numeric bounds) and an ``mpcl fit`` command holding ``${args}``. (W&B's
+    own validator needs its optional ``sweeps`` package, which the project does not install.)
 
     Args:
         config: The loaded sweep file.

@@ -81,11 +81,13 @@ def benchmark(
         ),
     )
     _, segment = np.unique(windows.segment_start, return_inverse=True)
-    modalities = {}
-    for name in FEATURE_NAMES:
-        modalities[name], _ = _best_of(
-            repeats, lambda name=name: impute_missing(extract_modality(recording, windows, name), segment)
-        )
+
+    def modality(name: str) -> np.ndarray:
+        return impute_missing(extract_modality(recording, windows, name), segment)
+
+    modalities = {
+        name: _best_of(repeats, lambda name=name: modality(name))[0] for name in FEATURE_NAMES
+    }
     return {
         "hours": recording.duration / 3600,
         "windows": len(windows),

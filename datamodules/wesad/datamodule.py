@@ -200,7 +200,5 @@ class WESADDataModule(FeatureDataModule):
             windows = load_subject(
                 self.root, subject, self.window_seconds, self.hop_seconds, self.cache_dir
             )
-            tables.append(
-                self._subject_table(windows, quests[subject], distributions[subject])
-            )
+            tables.append(self._subject_table(windows, quests[subject], distributions[subject]))
         return FeatureTable.concat(tables)

@@ -386,9 +386,7 @@ def extract_features(recording: WESADRecording, windows: Windows) -> dict[str, n
         raise ValueError(f"subject {recording.subject}: no windows to extract features from")
     _, segment = np.unique(windows.segment_start, return_inverse=True)
     return {
-        name: impute_missing(extract_modality(recording, windows, name), segment).astype(
-            np.float32
-        )
+        name: impute_missing(extract_modality(recording, windows, name), segment).astype(np.float32)
         for name in FEATURE_NAMES
     }
 

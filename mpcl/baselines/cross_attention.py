@@ -58,7 +58,8 @@ class CrossAttentionBlock(nn.Module):
 
     def forward(self, first: Tensor, second: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Updated ``first`` ``[B, T1, D]`` and ``second`` ``[B, T2, D]``, and the
-        head-averaged attention of ``first`` over ``second`` ``[B, T1, T2]``."""
+        head-averaged attention of ``first`` over ``second`` ``[B, T1, T2]``.
+        """
         updated, weights = [], None
         for i, (query, context) in enumerate(((first, second), (second, first))):
             q, kv = self.norm_query[i](query), self.norm_context[i](context)
@@ -132,7 +133,8 @@ class CrossAttentionFusionModule(EmotionDistributionModule):
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Distributions ``[B, C]``; ``aux`` has logits, log-probs and the last block's
-        physiological-to-behavioral attention ``[B, T_phys, T_beh]``."""
+        physiological-to-behavioral attention ``[B, T_phys, T_beh]``.
+        """
         tokens = self.tokenizers(batch)
         first = torch.cat([tokens[m] for m in self.metadata.physiological], dim=1)
         second = torch.cat([tokens[m] for m in self.metadata.behavioral], dim=1)

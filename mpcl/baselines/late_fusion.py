@@ -103,4 +103,5 @@ class LateFusionModule(EmotionDistributionModule):
 
     def on_train_epoch_end(self) -> None:
         """Log ``alpha`` once per epoch, to follow which branch the mixture trusts."""
+        super().on_train_epoch_end()
         self.log("train/mixture_weight", self.mixture_weight.detach())

@@ -136,7 +136,7 @@ class SABFGSModule(ClosedFormModule):
     def __init__(
         self,
         metadata: DatasetMetadata | dict[str, Any],
-        weight_decay: float = 1e-4,
+        weight_decay: float = 0.0,
         max_iter: int = 500,
         tolerance_grad: float = 1e-6,
         modalities: list[str] | None = None,
@@ -165,8 +165,9 @@ class SABFGSModule(ClosedFormModule):
         """Fit ``W`` and ``b`` from zero on every training row."""
         features = concat_features(train, self.modalities).float().to(self.device)
         target = train["target"].float().to(self.device)
-        self.weight.zero_()
-        self.bias.zero_()
+        with torch.no_grad():
+            self.weight.zero_()
+            self.bias.zero_()
         self.fit_report = fit_sa_bfgs(
             self.weight,
             self.bias,

@@ -95,13 +95,17 @@ class TestResultsReport(Callback):
             torch.tensor(self.num_samples, device=pl_module.device), reduce_op="sum"
         )
         self.num_samples = int(total)
+        # trainer.log_dir broadcasts from rank zero: a collective, so every rank must ask.
+        out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         if not trainer.is_global_zero:
             return
         table = markdown_table(results)
         if self.print_table:
             data_name = type(trainer.datamodule).__name__
-            print(f"\nTest metrics on {data_name} ({len(results)} rows):\n{table}\n", flush=True)
-        out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+            print(
+                f"\nTest metrics on {data_name} ({self.num_samples} test samples):\n{table}\n",
+                flush=True,
+            )
         json_path = unused_path(out_dir / f"{self.filename}.json")
         payload = {
             "model": model_name,

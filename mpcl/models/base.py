@@ -9,6 +9,7 @@ has auxiliary losses, :meth:`EmotionDistributionModule.auxiliary_losses`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor
 from datamodules.metadata import DatasetMetadata
 from mpcl.losses import kl_divergence_loss
 from mpcl.metrics import LDLMetrics
+from mpcl.models.epoch_means import EpochMeans
 
 Batch = Mapping[str, Tensor]
 
@@ -40,7 +42,11 @@ class EmotionDistributionModule(LightningModule):
     and their weights come from :meth:`auxiliary_losses`. Every term is logged as
     ``<stage>/loss_<name>`` and the total as ``<stage>/loss``; the six label-distribution metrics
     are logged as ``<stage>/<metric>`` (e.g. ``val/kl``) once per epoch, synchronised across
-    processes.
+    processes. Training terms are logged as ``train/<term>_epoch`` (the epoch mean) and
+    ``train/<term>_step`` (every ``trainer.log_every_n_steps`` batches, when a logger would write
+    them). Everything is accumulated on the device and logged in the ``on_*_epoch_end`` hooks:
+    subclasses that override a hook named ``on_{train,validation,test}_epoch_{start,end}`` must
+    call ``super()``.
 
     Args:
         metadata: Data set description; linked from the datamodule by the CLI.
@@ -73,6 +79,7 @@ class EmotionDistributionModule(LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self._epoch_means = {stage: EpochMeans() for stage in ("train", "val", "test")}
 
     @property
     def num_emotions(self) -> int:
@@ -121,18 +128,75 @@ class EmotionDistributionModule(LightningModule):
         preds, aux = self(batch)
         losses = self.compute_losses(batch, preds, aux)
         batch_size = len(batch["target"])
-        self.log_dict(
-            {f"{stage}/loss" if k == "loss" else f"{stage}/loss_{k}": v for k, v in losses.items()},
-            on_step=stage == "train",
-            on_epoch=True,
-            batch_size=batch_size,
-            sync_dist=stage != "train",
-            prog_bar=False,
-        )
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds.detach(), batch["target"])
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        terms = {"loss" if k == "loss" else f"loss_{k}": v.detach() for k, v in losses.items()}
+        # No self.log per step and value: Lightning's bookkeeping of one call costs more than a
+        # small model's whole step. Sums stay on the device until the epoch ends.
+        self._epoch_means[stage].update(terms, batch_size)
+        getattr(self, f"{stage}_metrics").update(preds.detach(), batch["target"])
+        if stage == "train" and self._is_step_logging_batch():
+            self.log_dict(
+                {f"train/{k}_step": v for k, v in terms.items()},
+                on_step=True,
+                on_epoch=False,
+                batch_size=batch_size,
+            )
         return losses["loss"]
+
+    def _is_step_logging_batch(self) -> bool:
+        """Whether this training batch is one whose step values a logger writes.
+
+        The same rule as Lightning's: every ``trainer.log_every_n_steps``-th batch.
+        """
+        batch_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
+        return (batch_index + 1) % max(1, self.trainer.log_every_n_steps) == 0
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the epoch means of the loss terms and the metrics of ``stage``, then reset them.
+
+        Training loss terms are per-process means (as before, unsynchronised); evaluation terms are
+        summed over processes first, so they are means over every evaluated sample. The metrics
+        synchronise their states in ``compute``.
+        """
+        means = self._epoch_means[stage]
+        if means.count == 0:
+            return
+        if stage == "train":
+            values = {f"train/{k}_epoch": v for k, v in means.compute().items()}
+        else:
+            reduce_sum = partial(self.trainer.strategy.reduce, reduce_op="sum")
+            values = {f"{stage}/{k}": v for k, v in means.compute(reduce_sum).items()}
+        metrics = getattr(self, f"{stage}_metrics")
+        values.update(metrics.compute())
+        self.log_dict(values, on_step=False, on_epoch=True)
+        self._reset_epoch(stage)
+
+    def _reset_epoch(self, stage: str) -> None:
+        self._epoch_means[stage].reset()
+        getattr(self, f"{stage}_metrics").reset()
+
+    def on_train_epoch_start(self) -> None:
+        """Start the training epoch's sums afresh."""
+        self._reset_epoch("train")
+
+    def on_train_epoch_end(self) -> None:
+        """Log the training epoch's loss terms and metrics."""
+        self._log_epoch("train")
+
+    def on_validation_epoch_start(self) -> None:
+        """Start the validation sums afresh."""
+        self._reset_epoch("val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the validation loss terms and metrics (``val/kl`` is the monitor)."""
+        self._log_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        """Start the test sums afresh."""
+        self._reset_epoch("test")
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test loss terms and metrics."""
+        self._log_epoch("test")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """One optimisation step's loss."""

@@ -1,4 +1,4 @@
-"""``python -m mpcl.multisubject``: train every subject's model of a protocol at once.
+r"""``python -m mpcl.multisubject``: train every subject's model of a protocol at once.
 
 Examples::
 
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", action="append", required=True, help="config (repeatable)")
     parser.add_argument("--protocol", required=True, choices=sorted(SUBJECT_DEPENDENT))
-    parser.add_argument("--output", help="run folder (default runs/many-subjects/<protocol>/<name>)")
+    parser.add_argument(
+        "--output", help="run folder (default runs/many-subjects/<protocol>/<name>)"
+    )
     parser.add_argument("--name", help="row label of the model in the tables")
     parser.add_argument("--seeds", type=int, nargs="+", default=[3407])
     parser.add_argument("--folds", type=int, nargs="+", help="only these folds (subject ranks)")
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, overrides = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
-    output = Path(args.output) if args.output else default_output(args.config, args.protocol, args.name)
+    output = (
+        Path(args.output) if args.output else default_output(args.config, args.protocol, args.name)
+    )
     ManySubjectsRun(
         configs=args.config,
         protocol=args.protocol,

@@ -15,7 +15,8 @@ table is fold ``i`` of the full table). Row ids (``index``) stay those of the fu
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,12 +68,15 @@ class SubjectSplit:
         tables: ``train`` / ``val`` / ``test`` -> batch table (modalities, ``target``,
             ``subject``, ``trial``, ``index`` = row id in the full table).
         train_target_mean: Mean training target ``[C]`` (the ``train-mean`` baseline).
+        datamodule_state: The datamodule's ``state_dict`` for this subject (its standardisation
+            statistics), saved in the subject's checkpoints as a one-model run saves it.
     """
 
     fold: int
     subject: int
     tables: dict[str, dict[str, Tensor]]
     train_target_mean: Tensor
+    datamodule_state: dict[str, Any] = field(default_factory=dict)
 
     def num_rows(self, split: str) -> int:
         """Rows of ``split``."""
@@ -119,7 +123,9 @@ def build_subject_splits(
             name: one.table.select(local).as_batch_table(rows[local])
             for name, local in one.splits.items()
         }
-        out.append(SubjectSplit(fold, subjects[fold], tables, one.train_target_mean()))
+        out.append(
+            SubjectSplit(fold, subjects[fold], tables, one.train_target_mean(), one.state_dict())
+        )
     return out
 
 

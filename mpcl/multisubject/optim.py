@@ -64,6 +64,8 @@ class StackedAdam:
         self.steps = torch.zeros(num_models, dtype=torch.float64, device=device)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        # Reused work space: fresh full-size temporaries every step cost page faults (sys time).
+        self._scratch = [(torch.empty_like(p), torch.empty_like(p)) for p in self.params]
 
     def zero_grad(self) -> None:
         """Drop the gradients (``set_to_none``, as Lightning does)."""
@@ -82,33 +84,38 @@ class StackedAdam:
         # Bias corrections in float64 (PyTorch computes them as Python floats), then cast.
         step_size = self.lr / (1.0 - self.beta1**self.steps)
         correction2_sqrt = (1.0 - self.beta2**self.steps).sqrt()
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+        for p, m, v, (denom, update) in zip(
+            self.params, self.exp_avg, self.exp_avg_sq, self._scratch, strict=True
+        ):
             if p.grad is None:
                 continue
             shape = (-1,) + (1,) * (p.dim() - 1)
             size = step_size.to(p.dtype).view(shape)
             root = correction2_sqrt.to(p.dtype).view(shape)
             grad = p.grad
-            new_p = p
-            if self.weight_decay:
-                if self.decoupled:
-                    new_p = p * (1.0 - self.lr * self.weight_decay)
-                else:
-                    grad = grad.add(p, alpha=self.weight_decay)
+            if self.weight_decay and not self.decoupled:
+                # The gradient is dropped after the step, so the L2 term may go in place.
+                grad.add_(p, alpha=self.weight_decay)
+            if every:
+                # In place, in the operation order of torch.optim.Adam.
+                if self.weight_decay and self.decoupled:
+                    p.mul_(1.0 - self.lr * self.weight_decay)
+                m.lerp_(grad, 1.0 - self.beta1)
+                v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
+                torch.sqrt(v, out=denom).div_(root).add_(self.eps)
+                # addcdiv_(m, denom, value=-s) computes (-s * m) / denom: same order, same bits.
+                torch.mul(m, -size, out=update).div_(denom)
+                p.add_(update)
+                continue
+            keep = active.view(shape)
+            new_p = p * (1.0 - self.lr * self.weight_decay) if self.decoupled else p
             new_m = m.lerp(grad, 1.0 - self.beta1)
             new_v = torch.addcmul(v * self.beta2, grad, grad, value=1.0 - self.beta2)
             denom = new_v.sqrt() / root + self.eps
-            # addcdiv_ computes value * t1 / t2 left to right: same order, same rounding.
             new_p = new_p + (-size) * new_m / denom
-            if every:
-                m.copy_(new_m)
-                v.copy_(new_v)
-                p.copy_(new_p)
-            else:
-                keep = active.view(shape)
-                m.copy_(torch.where(keep, new_m, m))
-                v.copy_(torch.where(keep, new_v, v))
-                p.copy_(torch.where(keep, new_p, p))
+            m.copy_(torch.where(keep, new_m, m))
+            v.copy_(torch.where(keep, new_v, v))
+            p.copy_(torch.where(keep, new_p, p))
 
 
 class LearningRateOracle:
@@ -142,8 +149,8 @@ class LearningRateOracle:
                 if interval != "epoch" or frequency != 1:
                     raise NotImplementedError(
                         f"{type(module).__name__}.configure_optimizers: the many-subjects mode "
-                        f"supports epoch-wise schedulers with frequency 1, got interval={interval!r}"
-                        f", frequency={frequency}"
+                        "supports epoch-wise schedulers with frequency 1, got "
+                        f"interval={interval!r}, frequency={frequency}"
                     )
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     raise NotImplementedError(

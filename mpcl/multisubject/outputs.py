@@ -55,19 +55,35 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def lightning_checkpoint(
-    module: EmotionDistributionModule, state_dict: Mapping[str, Tensor], epoch: int, global_step: int
+    module: EmotionDistributionModule,
+    state_dict: Mapping[str, Tensor],
+    epoch: int,
+    global_step: int,
+    datamodule_state: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A checkpoint that ``Model.load_from_checkpoint`` and ``mpcl test --ckpt_path`` accept.
+    """A checkpoint that ``mpcl test|predict --ckpt_path`` and :mod:`mpcl.export` accept.
 
     Only plain Python and tensors, so it loads with ``torch.load(weights_only=True)``.
+
+    Args:
+        module: The template module (its hyper-parameters, with LightningCLI's class path).
+        state_dict: The subject model's tensors.
+        epoch: Epoch of the state.
+        global_step: Optimisation steps taken.
+        datamodule_state: Datamodule class name -> its ``state_dict`` (the standardisation
+            statistics), stored under the class name as Lightning stores it.
     """
-    return {
+    checkpoint = {
         "epoch": int(epoch),
         "global_step": int(global_step),
         "pytorch-lightning_version": lightning.__version__,
         "state_dict": dict(state_dict),
         "hyper_parameters": dict(module.hparams),
     }
+    for name, state in (datamodule_state or {}).items():
+        if state:
+            checkpoint[name] = dict(state)
+    return checkpoint
 
 
 def save_checkpoint(path: Path, checkpoint: Mapping[str, Any]) -> Path:
@@ -95,7 +111,10 @@ def subject_results(
 
 
 def write_subject_results(
-    fold_dir: Path, model_name: str, results: Mapping[str, Mapping[str, float]], num_samples: int,
+    fold_dir: Path,
+    model_name: str,
+    results: Mapping[str, Mapping[str, float]],
+    num_samples: int,
     ckpt_path: Path | None,
 ) -> Path:
     """``test_results.json`` and ``.md`` in the format of :class:`TestResultsReport`."""

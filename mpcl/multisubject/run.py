@@ -10,6 +10,7 @@ honour stop the run with an error that names them.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -134,6 +135,14 @@ class ManySubjectsRun:
         """Train, test and write every seed's subjects; returns the ``folds.csv`` frame."""
         from mpcl.cli import build_cli
 
+        # LightningCLI warns when sys.argv holds arguments besides the ones it is given.
+        argv, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            return self._run(build_cli, log)
+        finally:
+            sys.argv = argv
+
+    def _run(self, build_cli: Callable[..., Any], log: Callable[[str], None]) -> pd.DataFrame:
         if (self.output_dir / FOLDS_FILE).exists():
             raise FileExistsError(
                 f"{self.output_dir / FOLDS_FILE}: this folder holds a finished run; use another "
@@ -152,6 +161,7 @@ class ManySubjectsRun:
                 f"[many-subjects] seed {seed}: {len(subjects)} {model_name} models "
                 f"({self.protocol}), data ready in {prepared - started:.1f} s"
             )
+            data_key = type(cli.datamodule).__qualname__
             trainer = ManySubjectsTrainer(cli.model, subjects, settings, log=log)
             fit = trainer.fit()
             last = trainer.models.snapshot() if self.save_last else None
@@ -163,14 +173,19 @@ class ManySubjectsRun:
                 save_checkpoint(
                     best,
                     lightning_checkpoint(
-                        trainer.models.module, trainer.models.state_dict(s), fit.best_epoch[s],
+                        trainer.models.module,
+                        trainer.models.state_dict(s),
+                        fit.best_epoch[s],
                         fit.steps[s],
+                        {data_key: subject.datamodule_state},
                     ),
                 )
                 results = subject_results(
                     model_name, {k: float(v[s]) for k, v in test.items()}, subject
                 )
-                write_subject_results(directory, model_name, results, subject.num_rows("test"), best)
+                write_subject_results(
+                    directory, model_name, results, subject.num_rows("test"), best
+                )
                 rows += fold_rows(
                     results, model_name, self.name, subject, seed, {"best_epoch": fit.best_epoch[s]}
                 )
@@ -180,8 +195,11 @@ class ManySubjectsRun:
                     save_checkpoint(
                         fold_dir(self.output_dir, subject.fold, seed) / "checkpoints" / "last.ckpt",
                         lightning_checkpoint(
-                            trainer.models.module, trainer.models.state_dict(s),
-                            fit.history[-1]["epoch"], fit.steps[s],
+                            trainer.models.module,
+                            trainer.models.state_dict(s),
+                            fit.history[-1]["epoch"],
+                            fit.steps[s],
+                            {data_key: subject.datamodule_state},
                         ),
                     )
             history = pd.DataFrame(fit.history).assign(seed=seed)

@@ -177,19 +177,25 @@ class ManySubjectsTrainer:
                 group_loss = terms["loss"].sum()
                 total = group_loss if total is None else total + group_loss
                 # Lightning's epoch value of a step-logged term: the batch-size weighted mean.
-                stats = {f"loss_{k}" if k != "loss" else k: v.detach() * size for k, v in terms.items()}
+                stats = {
+                    f"loss_{k}" if k != "loss" else k: v.detach() * size for k, v in terms.items()
+                }
                 stats.update(
                     {k: v.sum(dim=1) for k, v in per_sample_metrics(preds, batch["target"]).items()}
                 )
                 for name, value in stats.items():
                     acc = sums.setdefault(name, torch.zeros(self.num_models, dtype=torch.float64))
                     acc.index_add_(0, members.cpu(), value.detach().to("cpu", torch.float64))
-                count.index_add_(0, members.cpu(), torch.full((len(members),), float(size), dtype=torch.float64))
+                count.index_add_(
+                    0, members.cpu(), torch.full((len(members),), float(size), dtype=torch.float64)
+                )
             if total is None:
                 continue
             total.backward()
             self._clip_gradients()
-            self.optimizer.step(None if bool(active.all()) else active.to(self.optimizer.steps.device))
+            self.optimizer.step(
+                None if bool(active.all()) else active.to(self.optimizer.steps.device)
+            )
             steps += active.to(torch.int64)
         means = {f"train/{k}": v / count.clamp_min(1) for k, v in sums.items()}
         means["steps"] = steps.to(torch.float64)
@@ -255,7 +261,9 @@ class ManySubjectsTrainer:
                 better = current < best_value if settings.mode == "min" else current > best_value
                 improved &= ((best_epoch < 0) | better) & ~torch.isnan(current)
             if improved.any():
-                self.models.copy_into(self.best, torch.nonzero(improved).squeeze(1).to(settings.device))
+                self.models.copy_into(
+                    self.best, torch.nonzero(improved).squeeze(1).to(settings.device)
+                )
                 if has_val:
                     best_value = torch.where(improved, val[settings.monitor], best_value)
                 best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)

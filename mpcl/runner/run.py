@@ -50,7 +50,10 @@ class ProtocolRun:
         seeds: Seeds; each fold is trained once per seed.
         folds: Folds to run; default every fold of the protocol.
         overrides: Further command-line arguments for every fold (``--trainer.max_epochs=5``).
-        isolate: Run every fold in a fresh Python process (``python -m mpcl``).
+        isolate: Run every fold in a fresh Python process (``python -m mpcl``). Always on when
+            the trainer runs several processes (``--trainer.devices=N`` with DDP): Lightning
+            starts the other ranks by re-running the current command, which must then be the
+            fold's ``mpcl fit``, not the runner.
         name: Row label of this configuration in tables; default the model class name.
     """
 
@@ -63,6 +66,7 @@ class ProtocolRun:
     isolate: bool = False
     name: str | None = None
     _logger_class: str = field(default="", init=False, repr=False)
+    _world_size: int = field(default=1, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -82,6 +86,7 @@ class ProtocolRun:
         from mpcl.cli import build_cli
 
         cli = build_cli(self._base_args(), run=False)
+        self._world_size = int(cli.trainer.world_size)
         datamodule = cli.datamodule
         logger = cli.config.get("trainer", {}).get("logger")
         # A jsonargparse Namespace (or a dict); a list of loggers or a bool has no single class.
@@ -149,7 +154,7 @@ class ProtocolRun:
         fold_dir.mkdir(parents=True, exist_ok=True)
         args = self._fold_args(fold, seed, fold_dir)
         started = time.perf_counter()
-        if self.isolate:
+        if self.isolate or self._world_size > 1:
             subprocess.run([sys.executable, "-m", "mpcl", *args], check=True)
         else:
             from mpcl.cli import build_cli

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +22,20 @@ from mpcl.baselines.helo import (
     target_correlation,
     thresholded_cosine_cost,
 )
+from mpcl.cli import build_cli
 from mpcl.losses import kl_divergence_loss
+
+CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "synthetic" / "helo.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these tensors are small, and on a shared CPU two threads of tiny ops
+    were measured 10x slower than one (thread hand-off dominates)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def other_metadata() -> DatasetMetadata:
@@ -351,6 +366,7 @@ def test_reference_quirks_change_behaviour():
     assert quirky.net.labels.weight.grad is None
 
 
+@pytest.mark.filterwarnings("ignore:.*self.trainer.*")
 def test_reference_quirks_test_metrics_on_first_sample_only():
     metadata = dmer_metadata()
     batch = make_batch(metadata, 6)
@@ -375,3 +391,37 @@ def test_metadata_errors_name_the_field():
     batch["gsr"] = torch.randn(2, 27)
     with pytest.raises(ValueError, match="gsr"):
         model(batch)
+
+
+@pytest.mark.parametrize("quirks", [False, True])
+def test_fit_then_test_through_the_cli(quirks, in_tmp_cwd):
+    cli = build_cli(
+        [
+            "fit",
+            "--config",
+            str(CONFIG),
+            "--data.init_args.num_subjects=4",
+            "--data.init_args.rows_per_clip=4",
+            "--data.init_args.num_folds=2",
+            f"--data.init_args.root={in_tmp_cwd / 'synthetic'}",
+            "--data.init_args.batch_size=32",
+            "--trainer.max_epochs=1",
+            "--trainer.enable_progress_bar=false",
+            f"--model.init_args.reference_quirks={str(quirks).lower()}",
+            "--test_after_fit=true",
+        ]
+    )
+    assert cli.model.reference_quirks is quirks
+    results = json.loads((Path(cli.trainer.log_dir) / "test_results.json").read_text())
+    row = results["results"]["HeLoModule"]
+    assert set(row) == {"chebyshev", "clark", "canberra", "kl", "cosine", "intersection"}
+    assert all(torch.isfinite(torch.tensor(value)) for value in row.values())
+    best = cli.trainer.checkpoint_callback.best_model_path
+    torch.load(best, weights_only=True)
+    restored = HeLoModule.load_from_checkpoint(best).eval()
+    assert restored.reference_quirks is quirks and restored.kl_reduction == "sum"
+    if not quirks:  # with the quirks, evaluation is random
+        # one epoch: the best checkpoint is the trained model
+        batch = next(iter(cli.datamodule.test_dataloader()))
+        with torch.no_grad():
+            torch.testing.assert_close(restored(batch)[0], cli.model.eval()(batch)[0])

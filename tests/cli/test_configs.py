@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from datamodules.synthetic import generate_synthetic_dmer
+from datamodules.wesad.fixtures import generate_fake_wesad
 from mpcl.cli import build_cli
 from mpcl.models import MLPModule
 
@@ -41,6 +42,10 @@ def _data_args(config: Path, tmp_path: Path) -> list[str]:
             f"--data.init_args.subjects={subjects}",
             "--data.init_args.num_folds=2",
         ]
+    if data.endswith("WESADDataModule"):
+        root = tmp_path / "wesad"
+        subjects = list(generate_fake_wesad(root, ("S2", "S3", "S4"), seconds_per_condition=12.0))
+        return [f"--data.init_args.root={root}", f"--data.init_args.subjects={subjects}"]
     pytest.skip(f"no small-data recipe for {data} in this test")
     return []
 

@@ -66,11 +66,13 @@ def test_ddp_fit_test_equals_single_process_test_of_its_checkpoint(tmp_path):
             "--trainer.max_epochs=2",
             "--test_after_fit=true",
             *_data_args(data, tmp_path / "split-ddp.json"),
-            f"--results.output_dir={tmp_path / 'ddp'}",
         ],
         cwd=tmp_path,
     )  # fmt: skip
-    ddp = json.loads((tmp_path / "ddp" / "test_results.json").read_text())
+    # Default place, the log folder: finding it is a collective that every rank must join.
+    written = sorted((tmp_path / "runs").glob("**/test_results.json"))
+    assert len(written) == 1, written
+    ddp = json.loads(written[0].read_text())
     split = json.loads((tmp_path / "split-ddp.json").read_text())
     test_rows = split["splits"]["test"]["num_rows"]
     assert test_rows == len(split["splits"]["test"]["rows"]) and test_rows % 2 == 1
@@ -99,3 +101,35 @@ def test_ddp_fit_test_equals_single_process_test_of_its_checkpoint(tmp_path):
         assert set(metrics) == set(ddp["results"][method])
         for name, value in metrics.items():
             assert ddp["results"][method][name] == pytest.approx(value, abs=1e-6), (method, name)
+
+
+@pytest.mark.slow
+def test_protocol_runner_runs_ddp_folds_as_their_own_commands(tmp_path, monkeypatch):
+    """In-process folds would make Lightning re-run the runner itself on rank 1."""
+    from mpcl.runner import ProtocolRun
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    messages: list[str] = []
+    run = ProtocolRun(
+        [str(REPO / "experiments" / "synthetic" / "mlp.yaml"), str(DDP)],
+        "kfold",
+        tmp_path / "out",
+        folds=[0],
+        overrides=[
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=2",
+            "--trainer.max_epochs=1",
+            "--data.init_args.num_subjects=4",
+            "--data.init_args.rows_per_clip=5",
+            "--data.init_args.num_folds=2",
+            f"--data.init_args.root={tmp_path / 'data'}",
+        ],
+    )
+    frame = run.run(log=messages.append)
+    assert sum("training" in m for m in messages) == 1
+    results = json.loads((tmp_path / "out" / "fold-00-seed-3407" / "test_results.json").read_text())
+    assert results["world_size"] == 2
+    # 2 of 4 subjects x 32 clips x 5 rows are the test fold
+    assert results["num_samples"] == 320
+    assert frame["num_samples"].tolist() == [320, 320, 320]

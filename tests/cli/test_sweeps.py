@@ -139,7 +139,10 @@ def _good() -> dict:
         (lambda c: c["metric"].update(name="val/acc"), "metric.name"),
         (lambda c: c["parameters"]["x.lr"].update(min="1e-4"), "parameters.x.lr.min/max"),
         (lambda c: c["parameters"]["x.lr"].update(min=0.1), "parameters.x.lr.min/max"),
-        (lambda c: c["parameters"]["x.lr"].update(distribution="zipf"), "parameters.x.lr.distribution"),
+        (
+            lambda c: c["parameters"]["x.lr"].update(distribution="zipf"),
+            "parameters.x.lr.distribution",
+        ),
         (lambda c: c.update(method="grid"), "parameters.x.lr"),
         (lambda c: c["parameters"].update(y={"values": []}), "parameters.y.values"),
         (lambda c: c["command"].remove("${args}"), "command"),
@@ -161,8 +164,14 @@ def test_agent_commands_train(path, in_tmp_cwd):
     for values in example_assignments(config):
         args = mpcl_arguments(agent_command(config, values))
         # Same command on the synthetic twin of the DMER config, without W&B.
-        args = [a.replace("experiments/dmer/", str(REPO / "experiments" / "synthetic") + "/") for a in args]
-        args = [a.replace("experiments/logging/", str(REPO / "experiments" / "logging") + "/") for a in args]
+        args = [
+            a.replace("experiments/dmer/", str(REPO / "experiments" / "synthetic") + "/")
+            for a in args
+        ]
+        args = [
+            a.replace("experiments/logging/", str(REPO / "experiments" / "logging") + "/")
+            for a in args
+        ]
         cli = build_cli(
             [
                 *args,

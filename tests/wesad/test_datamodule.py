@@ -60,6 +60,33 @@ def test_label_round_without_questionnaire_round(fake_wesad, tmp_path):
         dm.load_table()
 
 
+def test_zero_sum_rounds_are_reported_before_extraction(fake_wesad, tmp_path, monkeypatch):
+    import datamodules.wesad.datamodule as datamodule_module
+
+    root, truth = fake_wesad
+    subjects = list(truth)[:2]
+    for number, subject in enumerate(subjects):
+        (tmp_path / subject).mkdir()
+        (tmp_path / subject / f"{subject}.pkl").symlink_to(root / subject / f"{subject}.pkl")
+        lines = (root / subject / f"{subject}_quest.csv").read_text().splitlines()
+        panas = [i for i, line in enumerate(lines) if line.startswith("# PANAS")]
+        lines[panas[number]] = "# PANAS;" + ";".join(["0"] * 24)  # Base of one, TSST...
+        if number == 1:  # ... the 26-item stress round of the other
+            lines[panas[number]] = "# PANAS;" + ";".join(["0"] * 26)
+        (tmp_path / subject / f"{subject}_quest.csv").write_text("\n".join(lines))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("features were extracted before the labels were checked")
+
+    monkeypatch.setattr(datamodule_module, "load_subject", refuse)
+    dm = WESADDataModule(root=str(tmp_path), subjects=subjects, cache_dir=str(tmp_path / "c"))
+    with pytest.raises(QuestFormatError, match=r"^2 rated round\(s\)") as error:
+        dm.load_table()
+    message = str(error.value)
+    assert f"subject {subjects[0]}, round 'Base'" in message
+    assert f"subject {subjects[1]}, round 'TSST'" in message
+
+
 @pytest.fixture(scope="module")
 def table(fake_wesad, tmp_path_factory):
     root, truth = fake_wesad

@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
 
-from datamodules.wesad.labels import resolve_items, round_distribution, valence_groups
+from datamodules.wesad.labels import (
+    resolve_items,
+    round_distribution,
+    subject_distributions,
+    valence_groups,
+)
 from datamodules.wesad.layout import DEFAULT_ITEMS, PANAS_ITEMS_24, PANAS_ITEMS_26
-from datamodules.wesad.quest import QuestFormatError, QuestRound
+from datamodules.wesad.quest import QuestFormatError, Questionnaire, QuestRound
 
 
 def _round(condition=1, ratings=None, name="Base"):
@@ -46,3 +51,28 @@ def test_stress_only_items_outside_the_stress_round():
 def test_bad_item_lists(items):
     with pytest.raises(ValueError, match="distinct WESAD PANAS items"):
         resolve_items(items)
+
+
+def _quest(subject, rounds):
+    return Questionnaire(subject, (), (), (), tuple(rounds), f"{subject}_quest.csv")
+
+
+def test_every_zero_sum_round_is_reported_at_once():
+    zeros = dict.fromkeys(DEFAULT_ITEMS, 0)
+    quests = {
+        "S2": _quest("S2", [_round(1), _round(2, zeros, "TSST")]),
+        "S3": _quest("S3", [_round(1, zeros), _round(3, name="Fun")]),
+    }
+    with pytest.raises(QuestFormatError, match=r"^2 rated round\(s\)") as error:
+        subject_distributions(quests, DEFAULT_ITEMS)
+    message = str(error.value)
+    assert "S2_quest.csv: subject S2, round 'TSST'" in message
+    assert "S3_quest.csv: subject S3, round 'Base'" in message
+    assert "nan" not in message.lower()
+
+
+def test_subject_distributions_key_rounds_by_condition_and_occurrence():
+    second = QuestRound("Medi 2", 4, 1, {i: 1.0 for i in PANAS_ITEMS_24}, line=9)
+    out = subject_distributions({"S2": _quest("S2", [_round(1), second])}, ["Happy", "Sad"])
+    assert set(out["S2"]) == {(1, 0), (4, 1)}
+    np.testing.assert_allclose(out["S2"][(4, 1)], [0.5, 0.5])

@@ -82,6 +82,17 @@ def test_planted_code_is_refused_and_not_run(tmp_path):
     assert not marker.exists()
 
 
+def test_planted_code_inside_an_object_array_is_refused(tmp_path):
+    # The numpy globals are allowed, so the payload hides in an object array's elements.
+    marker = tmp_path / "pwned"
+    path = tmp_path / "S2.pkl"
+    array = np.array([_Planted(marker), 1], dtype=object)
+    path.write_bytes(pickle.dumps({"subject": "S2", "label": array}, protocol=2))
+    with pytest.raises(UnsafePickleError, match=r"(posix|os|nt)\.system"):
+        safe_load(path)
+    assert not marker.exists()
+
+
 def test_refuses_builtins_eval(tmp_path):
     path = tmp_path / "S2.pkl"
     path.write_bytes(b"cbuiltins\neval\n(S'1+1'\ntR.")

@@ -1,0 +1,115 @@
+"""Measure one model in a process of its own: ``python -m benchmarks.worker JOB.json OUT.json``.
+
+A fresh process per model keeps the measurements apart: the memory peak of one model cannot hide
+in memory that an earlier model left to the allocator, and thread settings do not leak. The job
+file holds the registry entry and the settings (see :func:`benchmarks.bench.job`); the result is
+written as JSON, with a ``skipped`` note when the model cannot be built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+import warnings
+from typing import Any
+
+import torch
+
+from benchmarks.epoch import compare_epochs
+from benchmarks.measure import (
+    TrainStep,
+    eval_throughput,
+    latency,
+    optimizer_and_scheduler,
+    parameter_count,
+    random_batches,
+    train_throughput,
+)
+from benchmarks.registry import ModelEntry, build_model
+from benchmarks.settings import BenchSettings
+from benchmarks.timing import PeakMemory
+from mpcl.io import atomic_write_text
+
+#: Training steps inside the memory probe (the optimizer state appears at the first step).
+MEMORY_STEPS = 2
+#: Distinct random batches the throughput loops cycle through.
+DISTINCT_BATCHES = 4
+
+
+def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
+    """Every measurement of one model; see ``docs/benchmarks.md`` for what each means."""
+    device = torch.device(settings.device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    datamodule = settings.datamodule()
+    metadata = datamodule.metadata
+    train_batches = random_batches(metadata, settings.batch_size, DISTINCT_BATCHES, device)
+    eval_batches = random_batches(metadata, settings.eval_batch_size, DISTINCT_BATCHES, device, 1)
+    single = random_batches(metadata, 1, 1, device, seed=2)[0]
+
+    def build() -> Any:
+        torch.manual_seed(settings.seed)
+        return build_model(entry, metadata)
+
+    result: dict[str, Any] = {"name": entry.name, "config": entry.config}
+    memory = PeakMemory(device)
+    memory.start()
+    try:
+        model = build().to(device)
+    except Exception as error:  # a model that cannot be built skips one row, with the reason
+        return {**result, "skipped": f"cannot build: {type(error).__name__}: {error}"}
+    result["class"] = f"{type(model).__module__}.{type(model).__qualname__}"
+    result["params"] = parameter_count(model)
+    optimizer, _ = optimizer_and_scheduler(model)
+    if optimizer is not None:
+        step = TrainStep(model, optimizer)
+        model.train()
+        for batch in train_batches[:MEMORY_STEPS]:
+            step(batch)
+        result["peak_memory_mib"] = memory.stop()
+        result["train"] = train_throughput(
+            step, train_batches, device, settings.steps, settings.warmup, settings.repeats
+        )
+    else:
+        # Fitted in closed form from the whole training split: that fit is its "training".
+        datamodule.setup("fit")
+        model.fit_training_split(datamodule.split_rows("train"), datamodule)
+        result["peak_memory_mib"] = memory.stop()
+        result["note"] = "fitted in closed form: no training step or epoch to time"
+    result["memory_method"] = memory.method
+    result["eval"] = eval_throughput(
+        model, eval_batches, device, settings.steps, settings.warmup, settings.repeats
+    )
+    if optimizer is not None and settings.epoch_repeats > 0:
+        result["epoch"] = compare_epochs(build, datamodule, device, settings.epoch_repeats)
+    result["latency"] = latency(model, single, device, settings.latency_calls, settings.warmup)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read the job, measure, write the result (a failure is written as a note, exit code 1)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m benchmarks.worker JOB.json OUT.json", file=sys.stderr)
+        return 2
+    job = json.loads(open(argv[0], encoding="utf-8").read())
+    entry = ModelEntry(**job["entry"])
+    settings = BenchSettings(**job["settings"])
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    status = 0
+    try:
+        result = measure(entry, settings)
+    except Exception as error:
+        traceback.print_exc()
+        result = {"name": entry.name, "config": entry.config}
+        result["skipped"] = f"failed: {type(error).__name__}: {error}"
+        status = 1
+    atomic_write_text(argv[1], json.dumps(result, indent=2) + "\n")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
