@@ -12,6 +12,8 @@ PROTOCOL ?= kfold
 DATASET ?= synthetic
 SEEDS ?= 3407
 ARGS ?=
+# Device of `make bench`: cpu or cuda.
+DEVICE ?= cpu
 RUNNER := $(PY) -m mpcl.runner.cli
 ABLATIONS := single_scale concat_fusion no_prototypes no_prd no_retrieval no_valence_prior \
 	flat_head physiological_only behavioral_only
@@ -29,7 +31,7 @@ export WANDB_MODE ?= disabled
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-full lint format fit protocol ablations baselines sweep agent clean
+.PHONY: help install demo test test-full lint format fit protocol ablations baselines sweep agent clean many-subjects many-bench bench
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -75,6 +77,21 @@ fit: $(STAMP) ## Train with a config: make fit CONFIG=experiments/dmer/mlp.yaml 
 
 protocol: $(STAMP) ## Run CONFIG over every fold of PROTOCOL and print the table (ARGS go to every fold)
 	$(RUNNER) run --config $(CONFIG) --protocol $(PROTOCOL) --seeds $(SEEDS) $(if $(ARGS),-- $(ARGS))
+
+# Subject-dependent protocols only; the command line's PROTOCOL=... still wins.
+many-subjects many-bench: PROTOCOL = random-window
+BASELINE_FOLDS ?= 10
+
+many-subjects: $(STAMP) ## Every subject's model of a subject-dependent PROTOCOL at once (ARGS: LightningCLI overrides)
+	$(PY) -m mpcl.multisubject --config $(CONFIG) --protocol $(PROTOCOL) --seeds $(SEEDS) $(if $(ARGS),-- $(ARGS))
+
+many-bench: $(STAMP) ## Time many-subjects vs one-by-one on 73 synthetic subjects (baselines on BASELINE_FOLDS, scaled)
+	$(PY) -m mpcl.multisubject.bench --config $(CONFIG) --protocol $(PROTOCOL) \
+		--baseline-folds $(BASELINE_FOLDS) --output runs/many-subjects-bench/$(notdir $(basename $(CONFIG))) \
+		-- --data.init_args.num_subjects=73 $(ARGS)
+
+bench: $(STAMP) ## Speed, memory and Lightning overhead of every model: make bench DEVICE=cuda ARGS="--threads 1"
+	$(PY) -m benchmarks.bench --device $(DEVICE) $(ARGS)
 
 ablate-full: $(STAMP) ## Full MPCL on DATASET under PROTOCOL (the reference row of the ablation table)
 	$(RUNNER) run --config experiments/$(DATASET)/mpcl.yaml --protocol $(PROTOCOL) --seeds $(SEEDS) \

@@ -20,9 +20,17 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from benchmarks.registry import DEFAULT_REGISTRY, REPO, ModelEntry, load_registry, select
+from benchmarks.registry import (
+    DEFAULT_REGISTRY,
+    REPO,
+    ModelEntry,
+    load_registry,
+    model_section,
+    select,
+)
 from benchmarks.report import machine_info, render_markdown, targets, today, write_report
 from benchmarks.settings import QUICK, BenchSettings
+from datamodules.dmer import NUM_CLIPS
 
 #: Seconds one model's worker may take before it is stopped and noted as skipped.
 DEFAULT_TIMEOUT_S = 3600
@@ -63,6 +71,10 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
 
 def run_worker(entry: ModelEntry, settings: BenchSettings, timeout: int) -> dict[str, Any]:
     """Measure one model in a fresh Python process; failures come back as ``skipped`` notes."""
+    try:
+        model_section(entry)  # a missing or malformed config costs no process start
+    except (OSError, ValueError) as error:
+        return {**vars(entry), "skipped": str(error)}
     env = {
         **os.environ,
         "WANDB_MODE": "disabled",
@@ -123,12 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(REPO),
         "settings": settings.to_dict(),
         "data": {
-            "shapes": ", ".join(
-                f"{m} {list(s)}" for m, s in metadata.modality_shapes.items()
-            ),
+            "shapes": ", ".join(f"{m} {list(s)}" for m, s in metadata.modality_shapes.items()),
             "emotions": metadata.num_emotions,
             "subjects": settings.num_subjects,
-            "rows": settings.num_subjects * 32 * settings.rows_per_clip,
+            "rows": settings.num_subjects * NUM_CLIPS * settings.rows_per_clip,
         },
         "load_average": {"start": load_start, "end": _load_average()},
         "results": results,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from benchmarks.timing import repeat, summary
+from benchmarks.timing import Elapsed, repeat, summary
 from datamodules.metadata import DatasetMetadata
 
 Batch = dict[str, Tensor]
@@ -140,11 +140,11 @@ def eval_throughput(
     return _rates(repeat(run, device, warmup, repeats), steps, len(batches[0]["target"]))
 
 
-def _rates(seconds: list[float], steps: int, batch_size: int) -> dict[str, Any]:
-    per_step_ms = [1e3 * s / steps for s in seconds]
+def _rates(times: list[Elapsed], steps: int, batch_size: int) -> dict[str, Any]:
     return {
-        "windows_per_s": summary([steps * batch_size / s for s in seconds]),
-        "ms_per_step": summary(per_step_ms),
+        "windows_per_s": summary([steps * batch_size / t.wall for t in times]),
+        "ms_per_step": summary([1e3 * t.wall / steps for t in times]),
+        "cpu_ms_per_step": summary([1e3 * t.cpu / steps for t in times]),
         "batch_size": batch_size,
         "steps": steps,
     }
@@ -170,10 +170,10 @@ def latency(
             with torch.inference_mode():
                 model(inputs)
 
-        seconds = repeat(call, device, warmup, calls)
+        times = repeat(call, device, warmup, calls)
     finally:
         torch.set_num_threads(threads)
-    ms = sorted(1e3 * s for s in seconds)
+    ms = sorted(1e3 * t.wall for t in times)
     result: dict[str, Any] = {"ms": summary(ms), "calls": calls, "threads": 1}
     result["ms"]["p90"] = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
     return result

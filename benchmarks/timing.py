@@ -51,16 +51,18 @@ class Stopwatch:
         return Elapsed(time.perf_counter() - self._wall, time.process_time() - self._cpu)
 
 
-def repeat(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+def repeat(
+    fn: Callable[[], None], device: torch.device, warmup: int, repeats: int
+) -> list[Elapsed]:
+    """Wall and CPU seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
-    watch, seconds = Stopwatch(device), []
+    watch, times = Stopwatch(device), []
     for _ in range(repeats):
         watch.start()
         fn()
-        seconds.append(watch.stop().wall)
-    return seconds
+        times.append(watch.stop())
+    return times
 
 
 def summary(values: list[float]) -> dict[str, float | list[float]]:
@@ -117,7 +119,8 @@ class PeakMemory:
             self.method = "VmHWM after clear_refs"
         except OSError:
             self.method = "ru_maxrss"
-        self._base_kib = _proc_status_kib("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        current = _proc_status_kib("VmRSS")
+        self._base_kib = current or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def stop(self) -> float:
         """MiB added at the peak since :meth:`start`."""

@@ -264,8 +264,8 @@ class FeatureDataModule(LightningDataModule, ABC):
 
     def _device(self) -> torch.device:
         """Where the batches are consumed: the trainer's root device (the CPU without one)."""
-        trainer = self.trainer
-        return torch.device("cpu") if trainer is None else trainer.strategy.root_device
+        strategy = getattr(self.trainer, "strategy", None)
+        return torch.device("cpu") if strategy is None else strategy.root_device
 
     def _device_table(self, name: str) -> dict[str, Tensor]:
         """Split ``name`` on :meth:`_device`, copied there once and reused by every loader.
@@ -331,7 +331,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         return False
 
     def load_predict_table(self) -> FeatureTable:
-        """The rows of the ``predict`` split, unstandardised; data sets with a source override it."""
+        """The unstandardised rows of the ``predict`` split; data sets with a source override it."""
         raise NotImplementedError(f"{type(self).__name__} has no prediction source")
 
     def state_dict(self) -> dict[str, Any]:

@@ -40,7 +40,10 @@ class CrossAttentionBlock(nn.Module):
         self.norm_query = nn.ModuleList([nn.LayerNorm(dim) for _ in range(2)])
         self.norm_context = nn.ModuleList([nn.LayerNorm(dim) for _ in range(2)])
         self.attention = nn.ModuleList(
-            [nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True) for _ in range(2)]
+            [
+                nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+                for _ in range(2)
+            ]
         )
         self.feed_forward = nn.ModuleList(
             [
@@ -57,8 +60,14 @@ class CrossAttentionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, first: Tensor, second: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Updated ``first`` ``[B, T1, D]`` and ``second`` ``[B, T2, D]``, and the
-        head-averaged attention of ``first`` over ``second`` ``[B, T1, T2]``.
+        """Both token sets updated, and the attention of ``first`` over ``second``.
+
+        Args:
+            first: ``[B, T1, D]``.
+            second: ``[B, T2, D]``.
+
+        Returns:
+            The updated ``first`` and ``second`` and the head-averaged attention ``[B, T1, T2]``.
         """
         updated, weights = [], None
         for i, (query, context) in enumerate(((first, second), (second, first))):
@@ -112,7 +121,9 @@ class CrossAttentionFusionModule(EmotionDistributionModule):
                 f"CrossAttentionFusionModule: num_heads={num_heads} must divide dim={dim}"
             )
         if num_layers < 1:
-            raise ValueError(f"CrossAttentionFusionModule: num_layers must be >= 1, got {num_layers}")
+            raise ValueError(
+                f"CrossAttentionFusionModule: num_layers must be >= 1, got {num_layers}"
+            )
         self.tokenizers = ModalityTokenizers(
             self.metadata,
             dim,
@@ -132,7 +143,9 @@ class CrossAttentionFusionModule(EmotionDistributionModule):
         )
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """Distributions ``[B, C]``; ``aux`` has logits, log-probs and the last block's
+        """Distributions ``[B, C]`` and ``aux``.
+
+        ``aux`` holds ``logits``, ``log_probs`` and ``attention``: the last block's
         physiological-to-behavioral attention ``[B, T_phys, T_beh]``.
         """
         tokens = self.tokenizers(batch)

@@ -8,8 +8,9 @@ as every other model:
 * at ``on_fit_start`` (after the datamodule is set up, before the sanity check) the module reads
   the whole training split from ``trainer.datamodule.split_rows("train")`` and fits itself once;
 * the training loop then runs with no optimizer: ``training_step`` only logs the training metrics
-  (of the fitted model) and returns ``None``, so an epoch is one pass of logging; one epoch
-  (``trainer.max_epochs: 1``) is all these models need;
+  of the fitted model (unless :attr:`ClosedFormModule.score_training_rows` is off) and returns
+  ``None``, so an epoch is one pass of logging; one epoch (``trainer.max_epochs: 1``) is all these
+  models need;
 * validation, checkpointing, testing and prediction are those of any model. Fitted tensors are
   buffers, saved in checkpoints; buffers whose size depends on the data (a kNN bank, one row per
   subject) start empty and take the checkpoint's shape when a checkpoint is loaded.
@@ -65,6 +66,9 @@ class ClosedFormModule(EmotionDistributionModule):
 
     #: Buffers registered with a placeholder shape and resized to the loaded checkpoint's.
     data_sized_buffers: tuple[str, ...] = ()
+    #: Whether the training epoch scores the fitted model on the training rows (off where that
+    #: number is meaningless and costly, e.g. kNN, where every row is its own neighbour).
+    score_training_rows: bool = True
 
     def __init__(self, metadata: Any) -> None:
         super().__init__(metadata, scheduler=None)
@@ -110,6 +114,8 @@ class ClosedFormModule(EmotionDistributionModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         """Log the fitted model's training loss and metrics; no optimisation step."""
+        if not self.score_training_rows:
+            return
         with torch.no_grad():
             self._shared_step(batch, "train")
 

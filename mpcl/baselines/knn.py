@@ -56,9 +56,10 @@ def nearest_neighbours(
 class AAKNNModule(ClosedFormModule):
     """AA-kNN: mean of the ``k`` nearest training distributions.
 
-    Training metrics are resubstitution numbers (each training row is its own nearest
-    neighbour); validation and test rows are not in the bank. The bank (every training row's
-    features and target) is saved in checkpoints: for DMER that is the size of the training split.
+    No training metrics are logged: on training rows they would be resubstitution numbers (each
+    row is its own nearest neighbour) at the cost of an ``N x N`` search; validation and test rows
+    are not in the bank. The bank (every training row's features and target) is saved in
+    checkpoints: for DMER that is the size of the training split.
 
     Args:
         metadata: Data set description; linked from the datamodule by the CLI.
@@ -68,6 +69,7 @@ class AAKNNModule(ClosedFormModule):
     """
 
     data_sized_buffers = ("bank_features", "bank_targets")
+    score_training_rows = False
 
     def __init__(
         self,
@@ -106,4 +108,3 @@ class AAKNNModule(ClosedFormModule):
         dist, idx = nearest_neighbours(queries, self.bank_features, k, self.chunk_size)
         preds = self.bank_targets[idx].mean(dim=1)
         return preds, {"neighbour_distances": dist, "neighbour_rows": idx}
-

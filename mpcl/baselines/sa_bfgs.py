@@ -1,6 +1,9 @@
 """SA-BFGS: the maximum-entropy (softmax-linear) label-distribution model, fitted by L-BFGS.
 
-Specialised-algorithm LDL (Geng, 2016): ``p(y_j | x) = exp(w_j . x + b_j) / sum_l exp(w_l . x + b_l)``
+Specialised-algorithm LDL (Geng, 2016):
+
+    p(y_j | x) = exp(w_j . x + b_j) / sum_l exp(w_l . x + b_l)
+
 on the concatenated standardised features, fitted on the *whole* training split by minimising
 
     J(W, b) = (1 / N) sum_i KL(d_i || p(. | x_i)) + (lambda / 2) ||W||_F^2

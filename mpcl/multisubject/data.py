@@ -201,22 +201,32 @@ class StackedRows:
         return rows, mask
 
 
-def step_groups(rows: Tensor, max_group: int | None = None) -> Iterator[tuple[Tensor, int]]:
+def step_groups(rows: Tensor, keys: Tensor | None = None) -> Iterator[tuple[Tensor, int]]:
     """Split one step's ``[S, B]`` row ids (``-1`` = no row) into groups of equal batch size.
 
-    Models whose batch this step has ``n`` rows form one group, so one vectorised call serves
-    them with no padding (padding would change the models' batch means and memory updates).
+    Models whose batch this step has ``n`` rows (and, with ``keys``, the same key) form one
+    group, so one vectorised call serves them with no padding (padding would change the models'
+    batch means and memory updates).
 
     Args:
         rows: Global row ids ``[S, B]`` of one step.
-        max_group: Largest group; bigger ones are cut (bounds memory); ``None``: no limit.
+        keys: Optional ``[S]`` integer key that must also agree within a group (the models'
+            random-stream ids).
 
     Yields:
         The models of a group (indices into ``S``) and their batch size ``n``.
     """
     sizes = (rows >= 0).sum(dim=1)
-    for size in torch.unique(sizes[sizes > 0]).tolist():
-        members = torch.nonzero(sizes == size).squeeze(1)
-        chunk = len(members) if max_group is None else max_group
-        for start in range(0, len(members), chunk):
-            yield members[start : start + chunk], int(size)
+    keys = torch.zeros_like(sizes) if keys is None else keys.to(sizes.device)
+    active = sizes > 0
+    pairs = torch.stack([sizes[active], keys[active]], dim=1)
+    for size, key in torch.unique(pairs, dim=0).tolist():
+        members = torch.nonzero(active & (sizes == size) & (keys == key)).squeeze(1)
+        yield members, int(size)
+
+
+def chunks(members: Tensor, max_group: int | None) -> Iterator[Tensor]:
+    """``members`` cut into pieces of at most ``max_group`` (``None``: one piece)."""
+    size = len(members) if max_group is None else max_group
+    for start in range(0, len(members), max(size, 1)):
+        yield members[start : start + size]

@@ -100,9 +100,9 @@ class StackedModels:
             preds, aux = self._call(p, b, x)
             return self.module.compute_losses(x, preds, aux), preds.detach()
 
-        # "same": a random op draws one sample for the group, as the unbatched op would; every
-        # one-by-one run with one seed draws the same stream, so with equal batch sizes the
-        # dropout masks of model s equal those of subject s trained alone.
+        # "same": a random op draws for the group what the unbatched op would draw; with the
+        # generator set to the models' own state (ModelStreams) each model gets its own run's
+        # dropout masks.
         terms, preds = vmap(one, randomness="same")(params, buffers, dict(batch))
         if models is not None:
             with torch.no_grad():

@@ -19,10 +19,11 @@ from torch import Tensor
 
 from mpcl.metrics import LDL_METRICS
 from mpcl.models.base import EmotionDistributionModule
-from mpcl.multisubject.data import StackedRows, SubjectSplit, step_groups
+from mpcl.multisubject.data import StackedRows, SubjectSplit, chunks, step_groups
 from mpcl.multisubject.optim import LearningRateOracle
 from mpcl.multisubject.stacking import StackedModels
 from mpcl.multisubject.stopping import EarlyStoppingSettings, PerModelEarlyStopping
+from mpcl.multisubject.streams import ModelStreams
 
 METRIC_NAMES = tuple(m.name for m in LDL_METRICS)
 
@@ -134,6 +135,7 @@ class ManySubjectsTrainer:
         self.schedule = LearningRateOracle(self.models.module)
         self.optimizer = self.schedule.build(self.models.parameters(), len(self.subjects))
         self.best: dict[str, Tensor] | None = None
+        self.streams = ModelStreams(len(self.subjects), device)
 
     @property
     def num_models(self) -> int:
@@ -156,6 +158,30 @@ class ManySubjectsTrainer:
         for g in grads:
             g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)))
 
+    def _group_step(
+        self,
+        rows: StackedRows,
+        step_rows: Tensor,
+        members: Tensor,
+        size: int,
+        sums: dict[str, Tensor],
+        count: Tensor,
+    ) -> Tensor:
+        """Losses of one vectorised call; adds its terms and metrics to the epoch sums."""
+        everyone = len(members) == self.num_models
+        batch = rows.gather(step_rows.index_select(0, members)[:, :size])
+        terms, preds = self.models.losses(batch, None if everyone else members)
+        # Lightning's epoch value of a step-logged term: the batch-size weighted mean.
+        stats = {f"loss_{k}" if k != "loss" else k: v.detach() * size for k, v in terms.items()}
+        metrics = per_sample_metrics(preds, batch["target"])
+        stats.update({k: v.sum(dim=1) for k, v in metrics.items()})
+        index = members.cpu()
+        for name, value in stats.items():
+            acc = sums.setdefault(name, torch.zeros(self.num_models, dtype=torch.float64))
+            acc.index_add_(0, index, value.detach().to("cpu", torch.float64))
+        count.index_add_(0, index, torch.full((len(index),), float(size), dtype=torch.float64))
+        return terms["loss"].sum()
+
     def _train_epoch(self, epoch: int, frozen: Tensor) -> dict[str, Tensor]:
         """One epoch of every model not ``frozen`` (``[S]`` bool); per-model means of the terms."""
         rows = self.rows["train"]
@@ -170,25 +196,15 @@ class ManySubjectsTrainer:
             active = (step_rows >= 0).any(dim=1)
             self.optimizer.zero_grad()
             total: Tensor | None = None
-            for members, size in step_groups(step_rows, self.settings.max_group):
-                everyone = len(members) == self.num_models
-                batch = rows.gather(step_rows.index_select(0, members)[:, :size])
-                terms, preds = self.models.losses(batch, None if everyone else members)
-                group_loss = terms["loss"].sum()
-                total = group_loss if total is None else total + group_loss
-                # Lightning's epoch value of a step-logged term: the batch-size weighted mean.
-                stats = {
-                    f"loss_{k}" if k != "loss" else k: v.detach() * size for k, v in terms.items()
-                }
-                stats.update(
-                    {k: v.sum(dim=1) for k, v in per_sample_metrics(preds, batch["target"]).items()}
-                )
-                for name, value in stats.items():
-                    acc = sums.setdefault(name, torch.zeros(self.num_models, dtype=torch.float64))
-                    acc.index_add_(0, members.cpu(), value.detach().to("cpu", torch.float64))
-                count.index_add_(
-                    0, members.cpu(), torch.full((len(members),), float(size), dtype=torch.float64)
-                )
+            for group, size in step_groups(step_rows, self.streams.ids):
+                start = self.streams.state_of(int(group[0]))
+                for members in chunks(group, self.settings.max_group):
+                    # Every piece of a group draws from the group's state: its models' own runs
+                    # would all be there now.
+                    self.streams.restore(start)
+                    loss = self._group_step(rows, step_rows, members, size, sums, count)
+                    total = loss if total is None else total + loss
+                self.streams.advance(group, self.streams.capture())
             if total is None:
                 continue
             total.backward()

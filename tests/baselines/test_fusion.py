@@ -24,7 +24,10 @@ def test_late_fusion_is_the_mixture_of_its_branches():
     assert_distributions(preds, 8, SMALL.num_emotions)
     alpha = aux["mixture_weight"]
     torch.testing.assert_close(alpha, torch.tensor(0.3))
-    mixture = alpha * aux["log_probs_physiological"].exp() + (1 - alpha) * aux["log_probs_behavioral"].exp()
+    mixture = (
+        alpha * aux["log_probs_physiological"].exp()
+        + (1 - alpha) * aux["log_probs_behavioral"].exp()
+    )
     torch.testing.assert_close(preds, mixture)
     torch.testing.assert_close(aux["log_probs"], preds.log())
 
@@ -57,7 +60,9 @@ def test_fusion_needs_both_branches(module):
 
 
 def test_cross_attention_outputs_distributions_and_attention():
-    model = CrossAttentionFusionModule(SMALL, dim=16, num_heads=2, num_layers=2, token_groups={"face": 3}).eval()
+    model = CrossAttentionFusionModule(
+        SMALL, dim=16, num_heads=2, num_layers=2, token_groups={"face": 3}
+    ).eval()
     preds, aux = model(make_table(6))
     assert_distributions(preds, 6, SMALL.num_emotions)
     # physiological tokens: 4 EEG rows + the flat GSR tokens; behavioral: 3 face groups

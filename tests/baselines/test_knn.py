@@ -39,9 +39,11 @@ def test_chunked_search_equals_brute_force(chunk_size):
 def test_prediction_is_the_mean_of_the_k_nearest_targets():
     model, train = fitted(k=4, chunk_size=9)
     query = make_table(6, seed=5)
-    preds, aux = model(query)
+    preds, _ = model(query)
     assert_distributions(preds, 6, SMALL.num_emotions)
-    distances = torch.cdist(concat_features(query, SMALL.modalities), concat_features(train, SMALL.modalities))
+    distances = torch.cdist(
+        concat_features(query, SMALL.modalities), concat_features(train, SMALL.modalities)
+    )
     nearest = distances.topk(4, dim=1, largest=False).indices
     torch.testing.assert_close(preds, train["target"][nearest].mean(1))
 

@@ -34,7 +34,15 @@ TINY_SYNTHETIC = [
 def logged_metrics(tmp_path_factory) -> set[str]:
     """Keys MPCL really logs in a (one-batch) fit: what a sweep's metric can name."""
     root = tmp_path_factory.mktemp("logged")
-    cli = build_cli(
+    # Module scope runs before conftest's per-test sys.argv patch: hide pytest's arguments here.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["mpcl"])
+        cli = _fit_once(root)
+    return set(cli.trainer.callback_metrics)
+
+
+def _fit_once(root: Path):
+    return build_cli(
         [
             "fit",
             "--config",
@@ -47,7 +55,6 @@ def logged_metrics(tmp_path_factory) -> set[str]:
             "--trainer.enable_progress_bar=false",
         ]
     )
-    return set(cli.trainer.callback_metrics)
 
 
 def _lookup(config: dict, dotted: str):

@@ -1,0 +1,1 @@
+"""Speed benchmarks of the models: ``make bench`` (see ``docs/benchmarks.md``)."""
