@@ -92,7 +92,7 @@ class LateFusionModule(EmotionDistributionModule):
         # log(alpha p + (1 - alpha) q) = logsumexp(log alpha + log p, log(1 - alpha) + log q)
         log_probs = torch.logaddexp(
             F.logsigmoid(self.mixture_logit) + branch_log_probs["physiological"],
-            F.logsigmoid(self.mixture_logit) + branch_log_probs["behavioral"],
+            F.logsigmoid(-self.mixture_logit) + branch_log_probs["behavioral"],
         )
         aux = {
             "log_probs": log_probs,
