@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from mpcl.io import atomic_write_text
-from mpcl.metrics import LDL_METRICS
 from mpcl.models.base import EmotionDistributionModule
 from mpcl.multisubject.data import SubjectSplit
 from mpcl.multisubject.trainer import per_sample_metrics
@@ -172,7 +171,3 @@ def write_tables(output_dir: Path, frame: pd.DataFrame, protocol: str, seeds: Se
 def fold_dir(output_dir: Path, fold: int, seed: int) -> Path:
     """The per-subject folder, named as the protocol runner names it."""
     return output_dir / fold_dir_name(fold, seed)
-
-
-#: Metric names in table order, for callers that format results.
-METRICS = tuple(m.name for m in LDL_METRICS)

@@ -153,7 +153,7 @@ class ManySubjectsTrainer:
                 g.clamp_(-value, value)
             return
         # torch.nn.utils.clip_grad_norm_ per model: coef = max_norm / (||g||_2 + 1e-6), <= 1.
-        norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)
+        norms = torch.stack([g.reshape(len(g), -1).norm(dim=1) for g in grads]).norm(dim=0)
         coef = (value / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)))
