@@ -53,8 +53,10 @@ demo: $(STAMP) ## Train the main model on the built-in synthetic data set and pr
 		--trainer.logger.init_args.name demo $(ARGS)
 
 # pytest exits 5 when it collects nothing: say so loudly and fail, never pass silently.
+# One thread per process: the DDP tests run two processes at once, and tiny tensors gain nothing
+# from a second thread (oversubscribed cores made some tests 10x slower).
 define run_pytest
-	$(PY) -m pytest -q $(1) $(ARGS); status=$$?; \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q $(1) $(ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; fi; exit $$status
 endef
 

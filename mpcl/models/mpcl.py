@@ -15,6 +15,7 @@ from torch import Tensor
 
 from datamodules.metadata import DatasetMetadata
 from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
+from mpcl.nn.fusion import FusionAnchor
 from mpcl.nn.mpcl_net import (
     FusionKind,
     HeadKind,
@@ -52,6 +53,7 @@ class MPCLModule(EmotionDistributionModule):
         tokens_per_modality: Token count of flat feature vectors, per modality.
         token_groups: Semantic groups of flat layouts, per modality (e.g. ``{"face": 3}``).
         fusion: ``msam`` (associative memory) or ``concat``.
+        fusion_anchor: MSAM queries: the ``first`` modality of each branch, or ``all`` tokens.
         prototypes: ``bank`` (emotion-specific prototype memory) or ``none``.
         prototype_update: ``ema`` (memory update) or ``learned`` (plain parameters).
         prd: Prototype relation distillation on or off.
@@ -82,6 +84,7 @@ class MPCLModule(EmotionDistributionModule):
         tokens_per_modality: dict[str, int] | None = None,
         token_groups: dict[str, int] | None = None,
         fusion: FusionKind = "msam",
+        fusion_anchor: FusionAnchor = "first",
         prototypes: PrototypeKind = "bank",
         prototype_update: PrototypeUpdate = "ema",
         prd: bool = True,
@@ -116,6 +119,7 @@ class MPCLModule(EmotionDistributionModule):
             tokens_per_modality=tokens_per_modality,
             token_groups=token_groups,
             fusion=fusion,
+            fusion_anchor=fusion_anchor,
             prototypes=prototypes,
             prototype_update=prototype_update,
             prd=prd,

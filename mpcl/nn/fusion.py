@@ -8,6 +8,7 @@ the per-token weighting of the memory scales ``[B, T_anchor, S]`` (``None`` wher
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,8 @@ from mpcl.nn.memory import HopfieldRetrieval, pooling_matrix
 
 #: Hidden size of the feed-forward blocks, as a multiple of D.
 FFN_RATIO = 2
+
+FusionAnchor = Literal["first", "all"]
 
 
 class FeedForward(nn.Module):
@@ -43,10 +46,14 @@ class FeedForward(nn.Module):
 class MultiScaleAssociativeFusion(nn.Module):
     r"""Multi-scale associative memory fusion (MSAM) of one branch.
 
-    The anchor tokens ``H_a`` (the first modality) query, at every scale ``s``, the stored
-    patterns ``X_s`` = the other modalities' tokens average-pooled with window ``s`` (per
-    modality), followed by ``M`` learned memory slots of that scale (long-term associations).
-    With a single modality the anchor stores its own tokens (auto-associative memory).
+    The anchor tokens ``H_a`` query, at every scale ``s``, the stored patterns ``X_s``
+    average-pooled with window ``s`` (per modality), followed by ``M`` learned memory slots of
+    that scale (long-term associations). With ``anchor="first"`` the anchor is the first
+    modality and the patterns are the other modalities' tokens (with a single modality the
+    anchor stores its own tokens: auto-associative memory); the output keeps only the anchor's
+    tokens, so the other modalities reach it through retrieval alone. With ``anchor="all"``
+    every modality's tokens are queries and the patterns are all tokens: each modality's tokens
+    survive through the residual and recall the others (hetero- and auto-associative at once).
 
     .. math::
         R_s = \mathrm{retrieve}_{\beta_s}(H_a, [X_s; S_s]), \quad
@@ -64,6 +71,7 @@ class MultiScaleAssociativeFusion(nn.Module):
         scales: Pooling windows, e.g. ``(1, 2, 4)``.
         memory_slots: Learned memory slots per scale (0 for none).
         dropout: Dropout on the retrieved states and in the feed-forward block.
+        anchor: ``"first"`` (the first modality queries the others) or ``"all"``.
     """
 
     def __init__(
@@ -73,8 +81,14 @@ class MultiScaleAssociativeFusion(nn.Module):
         scales: Sequence[int] = (1, 2, 4),
         memory_slots: int = 4,
         dropout: float = 0.0,
+        anchor: FusionAnchor = "first",
     ) -> None:
         super().__init__()
+        if anchor not in ("first", "all"):
+            raise ValueError(
+                f"MultiScaleAssociativeFusion: anchor must be 'first' or 'all', got {anchor!r}"
+            )
+        self.anchor = anchor
         scales = [int(s) for s in scales]
         if not scales or any(s < 1 for s in scales) or len(set(scales)) != len(scales):
             raise ValueError(
@@ -86,7 +100,10 @@ class MultiScaleAssociativeFusion(nn.Module):
         if not token_counts:
             raise ValueError("MultiScaleAssociativeFusion: a branch needs at least one modality")
         self.scales = tuple(scales)
-        stored = list(token_counts[1:]) or [token_counts[0]]
+        if anchor == "all":
+            stored = list(token_counts)
+        else:
+            stored = list(token_counts[1:]) or [token_counts[0]]
         matrices = [pooling_matrix(stored, s) for s in scales]
         # All scales pooled by one matrix product; segment i of the rows belongs to scale i.
         self.register_buffer("pool", torch.cat(matrices), persistent=False)
@@ -116,10 +133,13 @@ class MultiScaleAssociativeFusion(nn.Module):
 
         Returns:
             The fused tokens ``[B, T_anchor, D]`` and the scale gate ``[B, T_anchor, S]`` (or
-            ``None`` with a single scale).
+            ``None`` with a single scale); with ``anchor="all"``, ``T_anchor = sum_m T_m``.
         """
-        anchor = tokens[0]
-        stored = torch.cat(list(tokens[1:]), dim=1) if len(tokens) > 1 else anchor
+        if self.anchor == "all":
+            anchor = stored = torch.cat(list(tokens), dim=1)
+        else:
+            anchor = tokens[0]
+            stored = torch.cat(list(tokens[1:]), dim=1) if len(tokens) > 1 else anchor
         patterns = torch.matmul(self.pool, stored)
         queries = self.hopfield.query(anchor)
         keys, values = self.hopfield.key(patterns), self.hopfield.value(patterns)

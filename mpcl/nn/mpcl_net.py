@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from datamodules.metadata import DatasetMetadata
 from mpcl.nn.compression import FlatHead, HierarchicalCompressionHead
 from mpcl.nn.distillation import prototype_relation_distillation
-from mpcl.nn.fusion import ConcatFusion, MultiScaleAssociativeFusion, TokenNorm
+from mpcl.nn.fusion import ConcatFusion, FusionAnchor, MultiScaleAssociativeFusion, TokenNorm
 from mpcl.nn.prototypes import EMAWeighting, NoPrototypes, PrototypeBank, PrototypeOutput
 from mpcl.nn.retrieval import BranchGate, CooccurrenceRetrieval, NoRetrieval, cooccurrence_loss
 from mpcl.nn.tokenizers import ModalityTokenizers
@@ -59,6 +59,7 @@ class MPCLNet(nn.Module):
             :class:`~mpcl.nn.tokenizers.ModalityTokenizers`).
         token_groups: Group count of a grouped layout per modality (e.g. ``{"face": 3}``).
         fusion: ``"msam"`` or ``"concat"`` (no memory).
+        fusion_anchor: MSAM queries: ``"first"`` modality of each branch, or ``"all"`` tokens.
         prototypes: ``"bank"`` (emotion-specific prototype banks) or ``"none"``.
         prototype_update: ``"ema"`` (memory update) or ``"learned"`` (gradient only).
         prd: Prototype relation distillation; only possible with two branches and banks.
@@ -84,6 +85,7 @@ class MPCLNet(nn.Module):
         tokens_per_modality: Mapping[str, int] | None = None,
         token_groups: Mapping[str, int] | None = None,
         fusion: FusionKind = "msam",
+        fusion_anchor: FusionAnchor = "first",
         prototypes: PrototypeKind = "bank",
         prototype_update: PrototypeUpdate = "ema",
         prd: bool = True,
@@ -139,7 +141,7 @@ class MPCLNet(nn.Module):
                 fusions[name] = TokenNorm(dim)
             else:
                 fusions[name] = MultiScaleAssociativeFusion(
-                    counts, dim, scales, memory_slots, dropout
+                    counts, dim, scales, memory_slots, dropout, fusion_anchor
                 )
             banks[name] = (
                 PrototypeBank(

@@ -1,4 +1,7 @@
-"""The benchmark runs end to end at tiny sizes and writes a well-formed report (no timing asserts)."""
+"""The benchmark runs end to end at tiny sizes and writes a well-formed report.
+
+No timing asserts: the numbers of a shared test machine mean nothing.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ def _number(cell: str) -> float:
 def test_quick_bench_writes_table_and_json(tmp_path):
     registry = tmp_path / "models.yaml"
     registry.write_text(
-        "models:\n  MLP: experiments/dmer/mlp.yaml\n  Missing: experiments/dmer/no_such_model.yaml\n"
+        "models:\n  MLP: experiments/dmer/mlp.yaml\n"
+        "  Missing: experiments/dmer/no_such_model.yaml\n"
     )
     out = tmp_path / "out"
     env = {**os.environ, "WANDB_MODE": "disabled"}

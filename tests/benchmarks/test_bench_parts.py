@@ -22,7 +22,9 @@ def test_registry_lists_named_models_first_then_discovers_the_rest(tmp_path):
     entries = load_registry(registry)
     # mlp.yaml and mpcl.yaml match the pattern but are listed already: no duplicates
     assert [e.name for e in entries] == ["MPCL", "MLP"]
-    registry.write_text("models:\n  MLP: experiments/dmer/mlp.yaml\ndiscover: [experiments/dmer/*.yaml]\n")
+    registry.write_text(
+        "models:\n  MLP: experiments/dmer/mlp.yaml\ndiscover: [experiments/dmer/*.yaml]\n"
+    )
     names = [e.name for e in load_registry(registry)]
     assert names[0] == "MLP" and "mpcl" in names and "mlp" not in names
     assert [e.name for e in select(entries, ["mlp"])] == ["MLP"]

@@ -75,6 +75,23 @@ def test_msam_single_scale_and_auto_associative():
         MultiScaleAssociativeFusion([5], dim=8, scales=[1, 1])
 
 
+def test_msam_all_anchor_keeps_every_modality_token():
+    torch.manual_seed(0)
+    fusion = MultiScaleAssociativeFusion([6, 4, 3], dim=8, scales=(1, 2), anchor="all").eval()
+    # every modality is stored: scale 1 -> 13 rows, scale 2 -> 3 + 2 + 2 rows
+    assert fusion.segments == [13, 7] and fusion.pool.shape == (20, 13)
+    tokens = [torch.randn(5, 6, 8), torch.randn(5, 4, 8), torch.randn(5, 3, 8)]
+    fused, gate = fusion(tokens)
+    assert fused.shape == (5, 13, 8) and gate.shape == (5, 13, 2)
+    # a change in the last modality reaches its own output tokens through the residual and the
+    # first modality's tokens through retrieval
+    changed = fusion([tokens[0], tokens[1], tokens[2] + 1.0])[0]
+    assert not torch.allclose(changed[:, 10:], fused[:, 10:])
+    assert not torch.allclose(changed[:, :6], fused[:, :6])
+    with pytest.raises(ValueError, match="anchor"):
+        MultiScaleAssociativeFusion([6, 4], dim=8, anchor="last")
+
+
 def test_concat_fusion_concatenates_tokens():
     fusion = ConcatFusion(dim=8)
     fused, gate = fusion([torch.randn(2, 3, 8), torch.randn(2, 4, 8)])

@@ -179,9 +179,16 @@ def test_ablation_specifics(dmer_grouped):
     assert isinstance(MPCLNet(dmer_grouped, **SMALL, retrieval="none").retrieval, NoRetrieval)
 
 
-@pytest.mark.parametrize("name", ["full", *ABLATIONS, "prototype_update_learned", "wesad"])
+VARIANTS = {
+    "prototype_update_learned": {"prototype_update": "learned"},
+    "fusion_anchor_all": {"fusion_anchor": "all"},
+    "ema_weighting_centered": {"ema_weighting": "centered"},
+}
+
+
+@pytest.mark.parametrize("name", ["full", *ABLATIONS, *VARIANTS, "wesad"])
 def test_every_parameter_gets_gradient(name, request, dmer_grouped, make_batch, make_target):
-    overrides = {"prototype_update": "learned"} if name == "prototype_update_learned" else {}
+    overrides = VARIANTS.get(name, {})
     overrides = ABLATIONS[name][0] if name in ABLATIONS else overrides
     meta = request.getfixturevalue("wesad") if name == "wesad" else dmer_grouped
     torch.manual_seed(0)
