@@ -26,10 +26,19 @@ from mpcl.baselines.fitted import ClosedFormModule
 from mpcl.models.base import Batch
 
 
+def _batch_rows(batch: Batch) -> Tensor:
+    """Any per-row tensor of the batch (``subject`` is always there; the target may not be)."""
+    return batch["subject"] if "subject" in batch else next(iter(batch.values()))
+
+
 def _constant_prediction(batch: Batch, distribution: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """One distribution ``[C]`` repeated for every row of ``batch``, with its log."""
-    target = batch["target"]
-    preds = distribution.to(device=target.device, dtype=target.dtype).expand_as(target)
+    """One distribution ``[C]`` repeated for every row of ``batch``, with its log.
+
+    Only the batch size is read from the batch, so unlabelled batches (prediction) work too.
+    """
+    rows = _batch_rows(batch)
+    preds = distribution.to(device=rows.device, dtype=torch.float32)
+    preds = preds.expand(len(rows), len(distribution))
     return preds, {"log_probs": preds.clamp_min(torch.finfo(preds.dtype).tiny).log()}
 
 
@@ -146,6 +155,5 @@ class SubjectMeanModule(ClosedFormModule):
                 f"rows (fitted subjects: {self.subject_ids.tolist()}); use a subject-dependent "
                 "protocol"
             )
-        target = batch["target"]
-        preds = self.means[slot].to(device=target.device, dtype=target.dtype)
+        preds = self.means[slot].to(device=subject.device, dtype=torch.float32)
         return preds, {"log_probs": preds.clamp_min(torch.finfo(preds.dtype).tiny).log()}

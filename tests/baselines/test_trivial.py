@@ -9,7 +9,7 @@ import torch
 from baseline_helpers import SMALL, assert_distributions, make_table, tiny_synthetic
 
 from mpcl.baselines import SubjectMeanModule, TrainMeanModule, UniformModule
-from mpcl.baselines.trivial import subject_means
+from mpcl.baselines.trivial import _constant_prediction, subject_means
 
 
 def test_uniform_predicts_one_over_c():
@@ -80,3 +80,11 @@ def test_data_sized_buffers_load_into_a_fresh_module():
     fresh.load_state_dict(fitted.state_dict())
     batch = make_table(5, seed=3)
     torch.testing.assert_close(fresh(batch)[0], fitted(batch)[0])
+
+
+def test_constant_predictors_need_no_target():
+    batch = {"subject": torch.zeros(5, dtype=torch.long), "eeg": torch.zeros(5, 18, 5)}
+    preds, aux = _constant_prediction(batch, torch.tensor([0.25, 0.75], dtype=torch.float64))
+    assert preds.shape == (5, 2) and preds.dtype == torch.float32
+    torch.testing.assert_close(preds.sum(-1), torch.ones(5))
+    assert aux["log_probs"].shape == (5, 2)
