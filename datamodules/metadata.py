@@ -54,7 +54,9 @@ class DatasetMetadata:
                 f"DatasetMetadata: {len(self.emotion_names)} emotion_names but "
                 f"{len(self.valence_groups)} valence_groups; expected one group per emotion"
             )
-        unknown = [m for m in (*self.physiological, *self.behavioral) if m not in self.modality_shapes]
+        unknown = [
+            m for m in (*self.physiological, *self.behavioral) if m not in self.modality_shapes
+        ]
         if unknown:
             raise ValueError(
                 f"DatasetMetadata: branch modalities {unknown} have no entry in modality_shapes "

@@ -61,7 +61,7 @@ class MPCLCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer, with the Rich progress bar unless another bar is configured or bars are off."""
+        """The trainer, with the Rich progress bar unless a bar is configured or bars are off."""
         config = self._get(self.config_init, "trainer", default={})
         callbacks = list(config.get("callbacks") or [])
         wants_bar = config.get("enable_progress_bar") is not False
@@ -70,7 +70,7 @@ class MPCLCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
-        """With ``--test_after_fit true``, test the best checkpoint (the last one without a monitor)."""
+        """With ``--test_after_fit true``, test the best checkpoint (the last without a monitor)."""
         if not self.config["fit"].get("test_after_fit"):
             return
         checkpoint = self.trainer.checkpoint_callback

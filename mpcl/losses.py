@@ -12,8 +12,8 @@ def kl_divergence_loss(target: Tensor, log_preds: Tensor) -> Tensor:
     .. math::
         \mathcal{L} = \frac{1}{B} \sum_{b=1}^{B} \sum_{i=1}^{C} d_{b,i} \ln \frac{d_{b,i}}{p_{b,i}}
 
-    Terms with :math:`d_{b,i} = 0` contribute 0 (``xlogy`` convention), so one-hot and sparse targets
-    are handled exactly.
+    Terms with :math:`d_{b,i} = 0` contribute 0 (``xlogy`` convention), so one-hot and sparse
+    targets are handled exactly.
 
     Args:
         target: Target distributions ``d``, shape ``[B, C]``.

@@ -36,7 +36,10 @@ class TestResultsReport(Callback):
     """
 
     def __init__(
-        self, filename: str = "test_results", output_dir: str | None = None, print_table: bool = True
+        self,
+        filename: str = "test_results",
+        output_dir: str | None = None,
+        print_table: bool = True,
     ) -> None:
         self.filename = filename
         self.output_dir = output_dir

@@ -12,7 +12,8 @@ class LDLMetrics(MetricCollection):
 
     Usage in a LightningModule: ``self.val_metrics = LDLMetrics(prefix="val/")``, then
     ``self.val_metrics.update(preds, target)`` per step and
-    ``self.log_dict(self.val_metrics)``: the logged keys are ``val/chebyshev`` ... ``val/intersection``.
+    ``self.log_dict(self.val_metrics)``: the logged keys are ``val/chebyshev`` ...
+    ``val/intersection``.
 
     Args:
         prefix: Prepended to every key (``"train/"``, ``"val/"``, ``"test/"``).

@@ -32,7 +32,9 @@ def _prepare(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
             f"{tuple(target.shape)}"
         )
     if preds.ndim != 2:
-        raise ValueError(f"expected [N, C] inputs (N samples, C emotions), got {tuple(preds.shape)}")
+        raise ValueError(
+            f"expected [N, C] inputs (N samples, C emotions), got {tuple(preds.shape)}"
+        )
     return preds.to(torch.float64), target.to(torch.float64)
 
 

@@ -57,7 +57,7 @@ class Chebyshev(_PerSampleMean):
 
 
 class Clark(_PerSampleMean):
-    r"""Clark distance :math:`\sqrt{\sum_i ((d_i - p_i)/(d_i + p_i))^2}`, inputs clipped to [eps, 1].
+    r"""Clark distance :math:`\sqrt{\sum_i ((d_i - p_i)/(d_i + p_i))^2}`, inputs in [eps, 1].
 
     Example:
         >>> metric = Clark()

@@ -210,7 +210,9 @@ class EmotionDistributionModule(LightningModule):
         """Accumulate test losses and metrics over every test sample."""
         self._shared_step(batch, "test")
 
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+    def predict_step(
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
         """Predicted distributions with the row ids they belong to."""
         preds, _ = self(batch)
         out = {"preds": preds}

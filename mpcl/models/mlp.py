@@ -34,7 +34,12 @@ class EarlyFusionMLP(nn.Module):
         layers: list[nn.Module] = []
         width = int(sum(input_dims))
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
+            layers += [
+                nn.Linear(width, hidden),
+                nn.LayerNorm(hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+            ]
             width = hidden
         layers.append(nn.Linear(width, num_emotions))
         self.layers = nn.Sequential(*layers)

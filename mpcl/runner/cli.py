@@ -1,4 +1,4 @@
-"""``mpcl-protocol``: run configurations over every fold of a protocol and compare them.
+r"""``mpcl-protocol``: run configurations over every fold of a protocol and compare them.
 
 Examples::
 
@@ -28,7 +28,9 @@ def default_output(configs: list[str], protocol: str, name: str | None) -> Path:
 
 
 def _run(args: argparse.Namespace, overrides: list[str]) -> int:
-    output = Path(args.output) if args.output else default_output(args.config, args.protocol, args.name)
+    output = (
+        Path(args.output) if args.output else default_output(args.config, args.protocol, args.name)
+    )
     runner = ProtocolRun(
         configs=args.config,
         protocol=args.protocol,

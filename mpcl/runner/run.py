@@ -173,7 +173,9 @@ class ProtocolRun:
         return {"wall_s": time.perf_counter() - started}
 
     def _rows_of(self, fold: int, seed: int, model_name: str, extra: dict[str, Any]) -> list[dict]:
-        payload = json.loads((self.output_dir / fold_dir_name(fold, seed) / RESULTS_FILE).read_text())
+        payload = json.loads(
+            (self.output_dir / fold_dir_name(fold, seed) / RESULTS_FILE).read_text()
+        )
         rows = []
         for method, values in payload["results"].items():
             label = (self.name or method) if method == payload["model"] else method
@@ -234,7 +236,8 @@ class ProtocolRun:
         methods = list(dict.fromkeys(frame["method"]))
         runs = {m: per_fold_means(frame, m) for m in methods}
         text, long_form = comparison_table(runs)
-        header = f"Protocol `{self.protocol}`, {frame['fold'].nunique()} folds, seeds {list(self.seeds)}\n\n"
+        folds = frame["fold"].nunique()
+        header = f"Protocol `{self.protocol}`, {folds} folds, seeds {list(self.seeds)}\n\n"
         atomic_write_text(self.output_dir / "summary.md", header + text + "\n")
         atomic_write_text(self.output_dir / "summary.csv", long_form.to_csv(index=False))
         return header + text

@@ -18,9 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 # Overlays are stacked on a run config; they are not runs of their own.
 OVERLAY_DIRS = {"logging", "ablations", "sweeps", "trainer"}
-RUN_CONFIGS = sorted(
-    p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name not in OVERLAY_DIRS
-)
+RUN_CONFIGS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name not in OVERLAY_DIRS)
 TINY_SYNTHETIC = [
     "--data.init_args.num_subjects=4",
     "--data.init_args.rows_per_clip=6",

@@ -56,7 +56,9 @@ def test_train_sharding_gives_equal_disjoint_shards():
     n, world = 23, 2
     shards = []
     for rank in range(world):
-        loader = InMemoryBatches(_table(n), batch_size=5, shuffle=True, seed=3, rank=rank, world_size=world)
+        loader = InMemoryBatches(
+            _table(n), batch_size=5, shuffle=True, seed=3, rank=rank, world_size=world
+        )
         loader.set_epoch(4)
         shards.append(torch.cat([b["index"] for b in loader]))
     assert len(shards[0]) == len(shards[1]) == n // world

@@ -78,7 +78,10 @@ def test_refuses_to_mix_different_configs(in_tmp_cwd):
     ProtocolRun([MLP], "kfold", in_tmp_cwd / "r", overrides=[*overrides], folds=[0]).run()
     with pytest.raises(RuntimeError, match="different"):
         ProtocolRun(
-            [MLP], "kfold", in_tmp_cwd / "r", overrides=[*overrides, "--model.init_args.dropout=0.1"]
+            [MLP],
+            "kfold",
+            in_tmp_cwd / "r",
+            overrides=[*overrides, "--model.init_args.dropout=0.1"],
         ).run()
 
 
@@ -110,11 +113,26 @@ def test_comparison_table_mean_std_and_wilcoxon():
 def test_protocol_cli_and_compare(in_tmp_cwd, capsys):
     out = in_tmp_cwd / "cli-run"
     code = protocol_main(
-        ["run", "--config", MLP, "--protocol", "kfold", "--output", str(out), "--folds", "0", "1", "--",
-         *tiny(in_tmp_cwd / "data"), "--data.init_args.num_folds=2"]
+        [
+            "run",
+            "--config",
+            MLP,
+            "--protocol",
+            "kfold",
+            "--output",
+            str(out),
+            "--folds",
+            "0",
+            "1",
+            "--",
+            *tiny(in_tmp_cwd / "data"),
+            "--data.init_args.num_folds=2",
+        ]
     )
     assert code == 0
     assert "Protocol `kfold`, 2 folds" in capsys.readouterr().out
-    protocol_main(["compare", str(out), "--reference", "train-mean", "--output", str(in_tmp_cwd / "cmp")])
+    protocol_main(
+        ["compare", str(out), "--reference", "train-mean", "--output", str(in_tmp_cwd / "cmp")]
+    )
     table = (in_tmp_cwd / "cmp.md").read_text()
     assert "MLPModule" in table and "uniform" in table and "Wilcoxon" in table
