@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+# One implementation of atomic writing, in the lowest layer (datamodules write split files too).
+from datamodules.io import atomic_write, atomic_write_text
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename).
-
-    A reader never sees a half-written file, and a crash leaves the previous version intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["atomic_write", "atomic_write_text", "unused_path"]
 
 
 def unused_path(path: str | os.PathLike[str]) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +25,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+
+from mpcl.io import atomic_write
 
 ID_COLUMNS = ("subject", "trial", "index")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -65,21 +66,14 @@ def write_frame_atomically(frame: pd.DataFrame, path: str | os.PathLike[str]) ->
     """Write ``frame`` as CSV or Parquet (by suffix) to a temporary file, then rename it."""
     path = Path(path)
     kind = output_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         if kind == "csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False, engine=parquet_engine())
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def predictions_frame(
