@@ -302,7 +302,9 @@ class DMERDataModule(FeatureDataModule):
         if missing:
             raise DataFormatError(
                 f"missing DMER feature file(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}: "
-                f"expected <root>/<subject_id>.mat for each of {len(self.subjects)} subjects"
+                f"expected <root>/<subject_id>.mat for each of {len(self.subjects)} subjects "
+                f"({len(missing)} missing); to use the files that are there, pass their ids, "
+                "e.g. --data.subjects '[1, 2, 5]'"
             )
         modalities = self.metadata.modalities
         tables = [load_dmer_file(self.subject_path(s), s, modalities) for s in self.subjects]
