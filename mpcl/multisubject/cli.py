@@ -19,6 +19,7 @@ from pathlib import Path
 
 from datamodules.protocols import SUBJECT_DEPENDENT
 from mpcl.multisubject.run import ManySubjectsRun
+from mpcl.runner.cli import split_overrides
 
 
 def default_output(configs: list[str], protocol: str, name: str | None) -> Path:
@@ -49,12 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; arguments after ``--`` are LightningCLI overrides."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1 :]
-    args = build_parser().parse_args(argv)
+    own, overrides = split_overrides(argv)
+    args = build_parser().parse_args(own)
     output = (
         Path(args.output) if args.output else default_output(args.config, args.protocol, args.name)
     )

@@ -90,14 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_overrides(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """``(own arguments, LightningCLI overrides)``: the overrides are what follows ``--``.
+
+    Args:
+        argv: The command line without the program name; ``None`` reads ``sys.argv``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; arguments after ``--`` are passed to every fold's ``mpcl fit``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1 :]
-    args = build_parser().parse_args(argv)
+    own, overrides = split_overrides(argv)
+    args = build_parser().parse_args(own)
     if args.command == "run":
         return _run(args, overrides)
     return _compare(args)
