@@ -9,6 +9,7 @@ batches that shard exactly across distributed ranks - lives here.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
@@ -214,7 +215,6 @@ class FeatureDataModule(LightningDataModule, ABC):
         ``mean = sum(x) / n`` and ``std = sqrt(sum((x - mean)^2) / n)`` per feature, accumulated
         in float64; features with ``std < MIN_STD`` are centred but not scaled.
         """
-        features: dict[str, Tensor] = {}
         for name, values in table.features.items():
             train = values.index_select(0, train_rows).to(torch.float64)
             mean = train.mean(dim=0)
@@ -222,15 +222,18 @@ class FeatureDataModule(LightningDataModule, ABC):
             std = torch.where(std < MIN_STD, torch.ones_like(std), std)
             self.feature_mean[name], self.feature_std[name] = mean.float(), std.float()
             self._statistics[name] = (mean, std)
+        return self._apply_statistics(table)
+
+    def _apply_statistics(self, table: FeatureTable) -> FeatureTable:
+        """A copy of ``table`` with every modality standardised by the fitted statistics.
+
+        ``(x - mean) / std`` in float64, stored as contiguous float32.
+        """
+        features = {}
+        for name, values in table.features.items():
+            mean, std = self._statistics[name]
             features[name] = ((values.to(torch.float64) - mean) / std).float().contiguous()
-        return FeatureTable(
-            features=features,
-            target=table.target,
-            subject=table.subject,
-            trial=table.trial,
-            category=table.category,
-            position=table.position,
-        )
+        return dataclasses.replace(table, features=features)
 
     def train_target_mean(self) -> Tensor:
         """Mean target distribution ``[C]`` of the training rows: the training-mean baseline."""
@@ -360,18 +363,7 @@ class FeatureDataModule(LightningDataModule, ABC):
             if not self._statistics:
                 # A checkpoint without statistics: refit them from the configured training split.
                 self.setup()
-            features = {}
-            for name, values in table.features.items():
-                mean, std = self._statistics[name]
-                features[name] = ((values.to(torch.float64) - mean) / std).float().contiguous()
-            table = FeatureTable(
-                features=features,
-                target=table.target,
-                subject=table.subject,
-                trial=table.trial,
-                category=table.category,
-                position=table.position,
-            )
+            table = self._apply_statistics(table)
         return table.as_batch_table()
 
     def predict_dataloader(self) -> LightningInMemoryBatches | list:

@@ -19,13 +19,7 @@ from pathlib import Path
 
 from datamodules.protocols import SUBJECT_DEPENDENT
 from mpcl.multisubject.run import ManySubjectsRun
-from mpcl.runner.cli import split_overrides
-
-
-def default_output(configs: list[str], protocol: str, name: str | None) -> Path:
-    """``runs/many-subjects/<protocol>/<name or dataset-model>``."""
-    label = name or "-".join(Path(configs[0]).with_suffix("").parts[-2:])
-    return Path("runs") / "many-subjects" / protocol / label
+from mpcl.runner.cli import default_output, split_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     own, overrides = split_overrides(argv)
     args = build_parser().parse_args(own)
     output = (
-        Path(args.output) if args.output else default_output(args.config, args.protocol, args.name)
+        Path(args.output)
+        if args.output
+        else default_output(args.config, args.protocol, args.name, kind="many-subjects")
     )
     ManySubjectsRun(
         configs=args.config,

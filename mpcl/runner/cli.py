@@ -21,10 +21,12 @@ from mpcl.runner.aggregate import comparison_table, per_fold_means, read_folds
 from mpcl.runner.run import ProtocolRun
 
 
-def default_output(configs: list[str], protocol: str, name: str | None) -> Path:
-    """``runs/protocol/<protocol>/<name or dataset-model>`` for the given configs."""
+def default_output(
+    configs: list[str], protocol: str, name: str | None, kind: str = "protocol"
+) -> Path:
+    """``runs/<kind>/<protocol>/<name or dataset-model>`` for the given configs."""
     label = name or "-".join(Path(configs[0]).with_suffix("").parts[-2:])
-    return Path("runs") / "protocol" / protocol / label
+    return Path("runs") / kind / protocol / label
 
 
 def _run(args: argparse.Namespace, overrides: list[str]) -> int:
