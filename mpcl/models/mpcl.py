@@ -52,6 +52,7 @@ class MPCLModule(EmotionDistributionModule):
         dropout: Dropout throughout the network.
         tokens_per_modality: Token count of flat feature vectors, per modality.
         token_groups: Semantic groups of flat layouts, per modality (e.g. ``{"face": 3}``).
+        token_ffn: A residual feed-forward block after every tokenizer.
         fusion: ``msam`` (associative memory) or ``concat``.
         fusion_anchor: MSAM queries: the ``first`` modality of each branch, or ``all`` tokens.
         prototypes: ``bank`` (emotion-specific prototype memory) or ``none``.
@@ -83,6 +84,7 @@ class MPCLModule(EmotionDistributionModule):
         dropout: float = 0.1,
         tokens_per_modality: dict[str, int] | None = None,
         token_groups: dict[str, int] | None = None,
+        token_ffn: bool = False,
         fusion: FusionKind = "msam",
         fusion_anchor: FusionAnchor = "first",
         prototypes: PrototypeKind = "bank",
@@ -118,6 +120,7 @@ class MPCLModule(EmotionDistributionModule):
             dropout=dropout,
             tokens_per_modality=tokens_per_modality,
             token_groups=token_groups,
+            token_ffn=token_ffn,
             fusion=fusion,
             fusion_anchor=fusion_anchor,
             prototypes=prototypes,

@@ -58,6 +58,8 @@ class MPCLNet(nn.Module):
         tokens_per_modality: Token count of a flat layout per modality (see
             :class:`~mpcl.nn.tokenizers.ModalityTokenizers`).
         token_groups: Group count of a grouped layout per modality (e.g. ``{"face": 3}``).
+        token_ffn: A residual feed-forward block after every tokenizer (see
+            :class:`~mpcl.nn.tokenizers.ModalityTokenizers`).
         fusion: ``"msam"`` or ``"concat"`` (no memory).
         fusion_anchor: MSAM queries: ``"first"`` modality of each branch, or ``"all"`` tokens.
         prototypes: ``"bank"`` (emotion-specific prototype banks) or ``"none"``.
@@ -84,6 +86,7 @@ class MPCLNet(nn.Module):
         dropout: float = 0.1,
         tokens_per_modality: Mapping[str, int] | None = None,
         token_groups: Mapping[str, int] | None = None,
+        token_ffn: bool = False,
         fusion: FusionKind = "msam",
         fusion_anchor: FusionAnchor = "first",
         prototypes: PrototypeKind = "bank",
@@ -128,7 +131,13 @@ class MPCLNet(nn.Module):
         # Layout entries of modalities dropped by `modalities` are accepted, so that one YAML
         # serves every ablation.
         self.tokenizers = ModalityTokenizers(
-            full, dim, tokens_per_modality, token_groups, dropout, self.metadata.modalities
+            full,
+            dim,
+            tokens_per_modality,
+            token_groups,
+            dropout,
+            self.metadata.modalities,
+            token_ffn,
         )
 
         fusions: dict[str, nn.Module] = {}

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from datamodules.metadata import DatasetMetadata
+from mpcl.nn.fusion import FeedForward
 
 #: Upper bound of the default token count of a flat vector (keeps ``F -> n * D`` small).
 MAX_DEFAULT_TOKENS = 8
@@ -153,6 +154,24 @@ class GroupedTokenizer(_Tokenizer):
         return (tokens + self.bias + self.modality_embedding).contiguous()
 
 
+class TokenRefiner(nn.Module):
+    """Residual position-wise feed-forward block on a modality's tokens: ``LN(t + FFN(t))``.
+
+    Args:
+        dim: Token size D.
+        dropout: Dropout inside the feed-forward block.
+    """
+
+    def __init__(self, dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.ffn = FeedForward(dim, dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """``[B, T, D] -> [B, T, D]``."""
+        return self.norm(tokens + self.ffn(tokens))
+
+
 class ModalityTokenizers(nn.Module):
     """One tokenizer per modality of a data set, built from its metadata alone.
 
@@ -170,6 +189,11 @@ class ModalityTokenizers(nn.Module):
         dropout: Dropout on the tokens.
         modalities: Build tokenizers for these modalities only (default: all of
             ``metadata.modalities``); layout entries may still name the others.
+        token_ffn: Follow every tokenizer by a residual feed-forward block
+            ``t <- LN(t + FFN(t))`` (its weights shared by the modality's tokens). The
+            projections above are linear, so without it a modality that fusion does not mix
+            (a branch's only modality, or a non-anchor one) reaches the prototypes as a linear
+            map of its features; the block makes each token a non-linear feature detector.
     """
 
     def __init__(
@@ -180,6 +204,7 @@ class ModalityTokenizers(nn.Module):
         token_groups: Mapping[str, int] | None = None,
         dropout: float = 0.0,
         modalities: Sequence[str] | None = None,
+        token_ffn: bool = False,
     ) -> None:
         super().__init__()
         counts = dict(tokens_per_modality or {})
@@ -213,6 +238,11 @@ class ModalityTokenizers(nn.Module):
                     name, shape, default_num_tokens(math.prod(shape)), dim
                 )
         self.tokenizers = nn.ModuleDict(tokenizers)
+        self.refiners = (
+            nn.ModuleDict({name: TokenRefiner(dim, dropout) for name in tokenizers})
+            if token_ffn
+            else None
+        )
         self.dropout = nn.Dropout(dropout)
 
     def num_tokens(self, modality: str) -> int:
@@ -228,5 +258,8 @@ class ModalityTokenizers(nn.Module):
                     f"batch has no {name!r} tensor (expected shape [B, *{list(tokenizer.shape)}]); "
                     f"batch keys: {sorted(batch)}"
                 )
-            tokens[name] = self.dropout(tokenizer(batch[name]))
+            modality_tokens = tokenizer(batch[name])
+            if self.refiners is not None:
+                modality_tokens = self.refiners[name](modality_tokens)
+            tokens[name] = self.dropout(modality_tokens)
         return tokens

@@ -183,6 +183,7 @@ VARIANTS = {
     "prototype_update_learned": {"prototype_update": "learned"},
     "fusion_anchor_all": {"fusion_anchor": "all"},
     "ema_weighting_centered": {"ema_weighting": "centered"},
+    "token_ffn": {"token_ffn": True},
 }
 
 

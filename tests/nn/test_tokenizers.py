@@ -76,3 +76,26 @@ def test_errors_name_modality_and_expectation(dmer, make_batch):
         ModalityTokenizers(dmer, 8, token_groups={"gsr": 5})
     with pytest.raises(ValueError, match="both"):
         ModalityTokenizers(dmer, 8, tokens_per_modality={"gsr": 2}, token_groups={"gsr": 2})
+
+
+def test_token_ffn_makes_tokens_nonlinear_in_the_features(dmer_grouped, make_batch):
+    torch.manual_seed(0)
+    linear = ModalityTokenizers(dmer_grouped, 8).eval()
+    refined = ModalityTokenizers(dmer_grouped, 8, token_ffn=True).eval()
+    assert linear.refiners is None
+    assert set(refined.refiners) == set(dmer_grouped.modalities)
+    a, b = make_batch(dmer_grouped, 4), make_batch(dmer_grouped, 4)
+    mixed = {k: a[k] + b[k] for k in dmer_grouped.modalities}
+    zero = {k: torch.zeros_like(a[k]) for k in dmer_grouped.modalities}
+
+    def superposition_gap(tokenizers: ModalityTokenizers) -> float:
+        # f(a + b) - f(a) - f(b) + f(0) vanishes for an affine map and only for one.
+        ta, tb, tm, t0 = (tokenizers(x)["face"] for x in (a, b, mixed, zero))
+        return float((tm - ta - tb + t0).abs().max())
+
+    assert superposition_gap(linear) < 1e-5
+    assert superposition_gap(refined) > 1e-2
+    tokens = refined(a)["face"]
+    assert tokens.shape == (4, 3, 8)
+    # LN(t + FFN(t)): every token is normalised
+    assert torch.allclose(tokens.mean(-1), torch.zeros(4, 3), atol=1e-5)
