@@ -62,6 +62,7 @@ class MPCLModule(EmotionDistributionModule):
         valence_prior: Valence bias on the retrieval logits on or off.
         valence_prior_init: Initial strength of the valence bias.
         head: ``hierarchical`` (semantic compression) or ``flat``.
+        branch_readout: Add a linear readout of the pooled branch embeddings to the logits.
         modalities: Keep only these modalities.
         branches: Keep only the modalities of these branches (``physiological`` /
             ``behavioral``): the data-set-independent way to ask for a one-branch ablation.
@@ -94,6 +95,7 @@ class MPCLModule(EmotionDistributionModule):
         valence_prior: bool = True,
         valence_prior_init: float = 1.0,
         head: HeadKind = "hierarchical",
+        branch_readout: bool = False,
         modalities: list[str] | None = None,
         branches: list[Literal["physiological", "behavioral"]] | None = None,
         lambda_prd: float = 0.1,
@@ -130,6 +132,7 @@ class MPCLModule(EmotionDistributionModule):
             valence_prior=valence_prior,
             valence_prior_init=valence_prior_init,
             head=head,
+            branch_readout=branch_readout,
             modalities=modalities,
         )
 

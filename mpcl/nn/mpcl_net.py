@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from datamodules.metadata import DatasetMetadata
@@ -69,6 +70,9 @@ class MPCLNet(nn.Module):
         valence_prior: Valence bias on the retrieval logits (needs 2+ valence groups).
         valence_prior_init: Initial strength ``b`` of the valence bias.
         head: ``"hierarchical"`` (semantic compression) or ``"flat"``.
+        branch_readout: Add a linear readout of the branches' pooled embeddings to the head's
+            logits, ``logits += W [h_phys; h_beh]``: a path from the fused tokens to the output
+            that does not pass the prototype attention.
         modalities: Keep only these modalities (e.g. the physiological ones for a
             physiological-only ablation); ``None`` keeps all.
     """
@@ -96,6 +100,7 @@ class MPCLNet(nn.Module):
         valence_prior: bool = True,
         valence_prior_init: float = 1.0,
         head: HeadKind = "hierarchical",
+        branch_readout: bool = False,
         modalities: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
@@ -182,6 +187,11 @@ class MPCLNet(nn.Module):
         )
         head_cls = HierarchicalCompressionHead if head == "hierarchical" else FlatHead
         self.head = head_cls(num_emotions, dim, dim, dropout)
+        self.branch_readout = (
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(len(self.branches) * dim, num_emotions))
+            if branch_readout
+            else None
+        )
 
     @staticmethod
     def _restrict(metadata: DatasetMetadata, modalities: Sequence[str]) -> DatasetMetadata:
@@ -242,6 +252,9 @@ class MPCLNet(nn.Module):
             queries = next(iter(outputs.values())).emotions
         retrieved = self.retrieval(queries, [out.memory for out in outputs.values()])
         logits, attention = self.head(retrieved.emotions)
+        if self.branch_readout is not None:
+            pooled = torch.cat([out.pooled for out in outputs.values()], dim=-1)
+            logits = logits + self.branch_readout(pooled)
         aux["log_probs"] = logits.log_softmax(dim=-1)
         if attention is not None:
             aux["compression_attention"] = attention
