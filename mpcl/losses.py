@@ -6,6 +6,14 @@ import torch
 from torch import Tensor
 
 
+def clamped_log(probs: Tensor) -> Tensor:
+    """``log(max(p, tiny))``: the log of a distribution whose zero entries stay finite.
+
+    For models that output probabilities rather than log-probabilities.
+    """
+    return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
 def kl_divergence_loss(target: Tensor, log_preds: Tensor) -> Tensor:
     r"""Batch-mean Kullback-Leibler divergence of the prediction from the target distribution.
 

@@ -23,6 +23,7 @@ from torch import Tensor
 from datamodules.metadata import DatasetMetadata
 from datamodules.protocols import SUBJECT_DEPENDENT
 from mpcl.baselines.fitted import ClosedFormModule
+from mpcl.losses import clamped_log
 from mpcl.models.base import Batch
 
 
@@ -39,7 +40,7 @@ def _constant_prediction(batch: Batch, distribution: Tensor) -> tuple[Tensor, di
     rows = _batch_rows(batch)
     preds = distribution.to(device=rows.device, dtype=torch.float32)
     preds = preds.expand(len(rows), len(distribution))
-    return preds, {"log_probs": preds.clamp_min(torch.finfo(preds.dtype).tiny).log()}
+    return preds, {"log_probs": clamped_log(preds)}
 
 
 class UniformModule(ClosedFormModule):
@@ -156,4 +157,4 @@ class SubjectMeanModule(ClosedFormModule):
                 "protocol"
             )
         preds = self.means[slot].to(device=subject.device, dtype=torch.float32)
-        return preds, {"log_probs": preds.clamp_min(torch.finfo(preds.dtype).tiny).log()}
+        return preds, {"log_probs": clamped_log(preds)}

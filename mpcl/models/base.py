@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from datamodules.metadata import DatasetMetadata
-from mpcl.losses import kl_divergence_loss
+from mpcl.losses import clamped_log, kl_divergence_loss
 from mpcl.metrics import LDLMetrics
 from mpcl.models.epoch_means import EpochMeans
 
@@ -112,7 +112,7 @@ class EmotionDistributionModule(LightningModule):
         """All loss terms, unweighted, plus ``loss``: the weighted total that is optimised."""
         log_preds = aux.get("log_probs")
         if log_preds is None:
-            log_preds = torch.log(preds.clamp_min(torch.finfo(preds.dtype).tiny))
+            log_preds = clamped_log(preds)
         kl = kl_divergence_loss(batch["target"], log_preds)
         if self.kl_reduction == "sum":
             kl = kl * len(log_preds)
