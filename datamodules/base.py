@@ -28,6 +28,7 @@ from datamodules.protocols import (
     split_table,
     write_split_file,
 )
+from datamodules.subject_norm import standardize_per_subject
 from datamodules.table import FeatureTable
 
 #: Features whose training standard deviation is below this are only centred, not scaled:
@@ -65,6 +66,10 @@ class FeatureDataModule(LightningDataModule, ABC):
         eval_batch_size: Validation / test / predict batch size; defaults to ``batch_size``.
         standardize: Standardise every feature with the mean and standard deviation of the
             training rows (``x' = (x - mean_train) / std_train``).
+        subject_standardize: First z-score every subject's rows with that subject's own
+            feature statistics (:func:`~datamodules.subject_norm.standardize_per_subject`),
+            test and prediction subjects included. Label-free but transductive over each
+            subject's rows; off by default.
         split_seed: Seed of the protocol's random choices (3407, HeLo's, by default).
         shuffle_seed: Seed of the training-batch permutations (epoch ``e`` uses ``seed + e``).
         split_file: If set, the split (subjects, trials and row ids of every part) is written
@@ -80,6 +85,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         standardize: bool = True,
+        subject_standardize: bool = False,
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
@@ -102,6 +108,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.standardize = standardize
+        self.subject_standardize = subject_standardize
         self.split_seed = split_seed
         self.shuffle_seed = shuffle_seed
         self.split_file = split_file
@@ -157,6 +164,8 @@ class FeatureDataModule(LightningDataModule, ABC):
             return
         table = self.load_table()
         self._check_table(table)
+        if self.subject_standardize:
+            table = standardize_per_subject(table, MIN_STD)
         split = split_table(
             table,
             self.protocol,
@@ -338,18 +347,31 @@ class FeatureDataModule(LightningDataModule, ABC):
         raise NotImplementedError(f"{type(self).__name__} has no prediction source")
 
     def state_dict(self) -> dict[str, Any]:
-        """The training rows' standardisation statistics (saved in every checkpoint)."""
+        """The training rows' standardisation statistics (saved in every checkpoint).
+
+        ``subject_standardize`` records whether the rows were z-scored per subject before these
+        statistics were applied, so that a checkpoint cannot be used with the other setting.
+        """
         if not self._statistics:
             return {}
         return {
             "feature_mean": {k: mean for k, (mean, _) in self._statistics.items()},
             "feature_std": {k: std for k, (_, std) in self._statistics.items()},
+            "subject_standardize": self.subject_standardize,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (Lightning calls it when a checkpoint is loaded)."""
         if not state_dict:
             return
+        trained_with = bool(state_dict.get("subject_standardize", False))
+        if trained_with != self.subject_standardize:
+            raise ValueError(
+                f"{type(self).__name__}: the checkpoint's model was trained with "
+                f"subject_standardize={trained_with}, but this datamodule has "
+                f"subject_standardize={self.subject_standardize}; set --data.subject_standardize "
+                f"{str(trained_with).lower()} to predict with it"
+            )
         means, stds = state_dict["feature_mean"], state_dict["feature_std"]
         self._statistics = {k: (means[k].double(), stds[k].double()) for k in means}
         self.feature_mean = {k: m.float() for k, (m, _) in self._statistics.items()}
@@ -359,6 +381,8 @@ class FeatureDataModule(LightningDataModule, ABC):
         """The prediction source's rows, standardised with the training statistics."""
         table = self.load_predict_table()
         self._check_table(table)
+        if self.subject_standardize:
+            table = standardize_per_subject(table, MIN_STD)
         if self.standardize:
             if not self._statistics:
                 # A checkpoint without statistics: refit them from the configured training split.

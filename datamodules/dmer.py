@@ -231,6 +231,7 @@ class DMERDataModule(FeatureDataModule):
         batch_size: See :class:`~datamodules.base.FeatureDataModule`.
         eval_batch_size: See :class:`~datamodules.base.FeatureDataModule`.
         standardize: See :class:`~datamodules.base.FeatureDataModule`.
+        subject_standardize: See :class:`~datamodules.base.FeatureDataModule`.
         split_seed: See :class:`~datamodules.base.FeatureDataModule`.
         shuffle_seed: See :class:`~datamodules.base.FeatureDataModule`.
         split_file: See :class:`~datamodules.base.FeatureDataModule`.
@@ -253,6 +254,7 @@ class DMERDataModule(FeatureDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         standardize: bool = True,
+        subject_standardize: bool = False,
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
@@ -266,6 +268,7 @@ class DMERDataModule(FeatureDataModule):
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             standardize=standardize,
+            subject_standardize=subject_standardize,
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,

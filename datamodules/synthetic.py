@@ -303,6 +303,7 @@ class SyntheticDMERDataModule(DMERDataModule):
         batch_size: See :class:`~datamodules.base.FeatureDataModule`.
         eval_batch_size: See :class:`~datamodules.base.FeatureDataModule`.
         standardize: See :class:`~datamodules.base.FeatureDataModule`.
+        subject_standardize: See :class:`~datamodules.base.FeatureDataModule`.
         split_seed: See :class:`~datamodules.base.FeatureDataModule`.
         shuffle_seed: See :class:`~datamodules.base.FeatureDataModule`.
         split_file: See :class:`~datamodules.base.FeatureDataModule`.
@@ -325,6 +326,7 @@ class SyntheticDMERDataModule(DMERDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         standardize: bool = True,
+        subject_standardize: bool = False,
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
@@ -350,6 +352,7 @@ class SyntheticDMERDataModule(DMERDataModule):
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             standardize=standardize,
+            subject_standardize=subject_standardize,
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,

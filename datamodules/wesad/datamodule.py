@@ -68,6 +68,7 @@ class WESADDataModule(FeatureDataModule):
         batch_size: Training batch size.
         eval_batch_size: Evaluation batch size; defaults to ``batch_size``.
         standardize: Standardise features with training-split statistics.
+        subject_standardize: See :class:`~datamodules.base.FeatureDataModule`.
         split_seed: Seed of the protocol's random choices.
         shuffle_seed: Seed of the training-batch permutations.
         split_file: If set, the split is written to this JSON file at setup.
@@ -88,6 +89,7 @@ class WESADDataModule(FeatureDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         standardize: bool = True,
+        subject_standardize: bool = False,
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
@@ -100,6 +102,7 @@ class WESADDataModule(FeatureDataModule):
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             standardize=standardize,
+            subject_standardize=subject_standardize,
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,

@@ -53,6 +53,7 @@ class MPCLModule(EmotionDistributionModule):
         tokens_per_modality: Token count of flat feature vectors, per modality.
         token_groups: Semantic groups of flat layouts, per modality (e.g. ``{"face": 3}``).
         token_ffn: A residual feed-forward block after every tokenizer.
+        input_dropout: Dropout on the raw input features, before the tokenizers.
         fusion: ``msam`` (associative memory) or ``concat``.
         fusion_anchor: MSAM queries: the ``first`` modality of each branch, or ``all`` tokens.
         prototypes: ``bank`` (emotion-specific prototype memory) or ``none``.
@@ -86,6 +87,7 @@ class MPCLModule(EmotionDistributionModule):
         tokens_per_modality: dict[str, int] | None = None,
         token_groups: dict[str, int] | None = None,
         token_ffn: bool = False,
+        input_dropout: float = 0.0,
         fusion: FusionKind = "msam",
         fusion_anchor: FusionAnchor = "first",
         prototypes: PrototypeKind = "bank",
@@ -123,6 +125,7 @@ class MPCLModule(EmotionDistributionModule):
             tokens_per_modality=tokens_per_modality,
             token_groups=token_groups,
             token_ffn=token_ffn,
+            input_dropout=input_dropout,
             fusion=fusion,
             fusion_anchor=fusion_anchor,
             prototypes=prototypes,

@@ -61,6 +61,8 @@ class MPCLNet(nn.Module):
         token_groups: Group count of a grouped layout per modality (e.g. ``{"face": 3}``).
         token_ffn: A residual feed-forward block after every tokenizer (see
             :class:`~mpcl.nn.tokenizers.ModalityTokenizers`).
+        input_dropout: Dropout on the raw input features (see
+            :class:`~mpcl.nn.tokenizers.ModalityTokenizers`).
         fusion: ``"msam"`` or ``"concat"`` (no memory).
         fusion_anchor: MSAM queries: ``"first"`` modality of each branch, or ``"all"`` tokens.
         prototypes: ``"bank"`` (emotion-specific prototype banks) or ``"none"``.
@@ -91,6 +93,7 @@ class MPCLNet(nn.Module):
         tokens_per_modality: Mapping[str, int] | None = None,
         token_groups: Mapping[str, int] | None = None,
         token_ffn: bool = False,
+        input_dropout: float = 0.0,
         fusion: FusionKind = "msam",
         fusion_anchor: FusionAnchor = "first",
         prototypes: PrototypeKind = "bank",
@@ -111,8 +114,9 @@ class MPCLNet(nn.Module):
         _check_choice("head", head, ("hierarchical", "flat"))
         if hidden_dim < 1:
             raise ValueError(f"MPCLNet: hidden_dim must be positive, got {hidden_dim}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"MPCLNet: dropout must be in [0, 1), got {dropout}")
+        for option, rate in (("dropout", dropout), ("input_dropout", input_dropout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"MPCLNet: {option} must be in [0, 1), got {rate}")
         if tau <= 0:
             raise ValueError(f"MPCLNet: tau must be positive, got {tau}")
         full = DatasetMetadata.coerce(metadata)
@@ -143,6 +147,7 @@ class MPCLNet(nn.Module):
             dropout,
             self.metadata.modalities,
             token_ffn,
+            input_dropout,
         )
 
         fusions: dict[str, nn.Module] = {}

@@ -194,6 +194,9 @@ class ModalityTokenizers(nn.Module):
             projections above are linear, so without it a modality that fusion does not mix
             (a branch's only modality, or a non-anchor one) reaches the prototypes as a linear
             map of its features; the block makes each token a non-linear feature detector.
+        input_dropout: Dropout on the raw features, before tokenizing: each input feature is
+            zeroed with this probability (and the rest scaled by ``1 / (1 - p)``), so that no
+            single feature, e.g. one that identifies a training clip, can carry a prediction.
     """
 
     def __init__(
@@ -205,6 +208,7 @@ class ModalityTokenizers(nn.Module):
         dropout: float = 0.0,
         modalities: Sequence[str] | None = None,
         token_ffn: bool = False,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         counts = dict(tokens_per_modality or {})
@@ -244,6 +248,7 @@ class ModalityTokenizers(nn.Module):
             else None
         )
         self.dropout = nn.Dropout(dropout)
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else None
 
     def num_tokens(self, modality: str) -> int:
         """The number of tokens that ``modality`` becomes."""
@@ -258,7 +263,10 @@ class ModalityTokenizers(nn.Module):
                     f"batch has no {name!r} tensor (expected shape [B, *{list(tokenizer.shape)}]); "
                     f"batch keys: {sorted(batch)}"
                 )
-            modality_tokens = tokenizer(batch[name])
+            features = batch[name]
+            if self.input_dropout is not None:
+                features = self.input_dropout(features)
+            modality_tokens = tokenizer(features)
             if self.refiners is not None:
                 modality_tokens = self.refiners[name](modality_tokens)
             tokens[name] = self.dropout(modality_tokens)

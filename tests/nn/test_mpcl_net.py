@@ -184,6 +184,7 @@ VARIANTS = {
     "fusion_anchor_all": {"fusion_anchor": "all"},
     "ema_weighting_centered": {"ema_weighting": "centered"},
     "token_ffn": {"token_ffn": True},
+    "input_dropout": {"input_dropout": 0.2},
     "branch_readout": {"branch_readout": True},
 }
 

@@ -78,6 +78,31 @@ def test_errors_name_modality_and_expectation(dmer, make_batch):
         ModalityTokenizers(dmer, 8, tokens_per_modality={"gsr": 2}, token_groups={"gsr": 2})
 
 
+def test_input_dropout_zeroes_raw_features_in_training_only(dmer_grouped, make_batch):
+    torch.manual_seed(0)
+    plain = ModalityTokenizers(dmer_grouped, 8).train()
+    dropping = ModalityTokenizers(dmer_grouped, 8, input_dropout=0.5).train()
+    dropping.load_state_dict(plain.state_dict())  # same weights: only the dropout differs
+    assert plain.input_dropout is None
+    batch = make_batch(dmer_grouped, 64)
+    seen = {}
+    hooks = [
+        tokenizer.register_forward_pre_hook(lambda m, args, n=name: seen.update({n: args[0]}))
+        for name, tokenizer in dropping.tokenizers.items()
+    ]
+    dropping(batch)
+    for hook in hooks:
+        hook.remove()
+    for name in dmer_grouped.modalities:
+        zeroed = float((seen[name] == 0).float().mean())
+        assert 0.4 < zeroed < 0.6, (name, zeroed)  # about half of every modality's features
+        kept = seen[name] != 0
+        torch.testing.assert_close(seen[name][kept], 2.0 * batch[name][kept])  # 1 / (1 - p)
+    plain.eval(), dropping.eval()
+    for name, tokens in dropping(batch).items():
+        torch.testing.assert_close(tokens, plain(batch)[name])  # no dropout in eval
+
+
 def test_token_ffn_makes_tokens_nonlinear_in_the_features(dmer_grouped, make_batch):
     torch.manual_seed(0)
     linear = ModalityTokenizers(dmer_grouped, 8).eval()
