@@ -177,3 +177,39 @@ def latency(
     result: dict[str, Any] = {"ms": summary(ms), "calls": calls, "threads": 1}
     result["ms"]["p90"] = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
     return result
+
+
+def exported_latency(
+    model: Any, batch: Mapping[str, Tensor], calls: int, warmup: int, workdir: str
+) -> dict[str, Any]:
+    """Milliseconds per single-window prediction of the model as ``mpcl.export`` writes it (CPU).
+
+    The model goes through the deployment path: :class:`~mpcl.export.InferenceModel` (without
+    standardisation statistics, so that it sees the same inputs as :func:`latency`), exported
+    to a frozen TorchScript file in ``workdir``, loaded back and timed on one thread like
+    :func:`latency`. ``max_abs_diff`` compares its prediction with the eager model's.
+    """
+    from mpcl.export import InferenceModel, export_model, load_exported
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        wrapper = InferenceModel(model.eval())
+        inputs = tuple(batch[m] for m in wrapper.modalities)
+        path = export_model(wrapper, f"{workdir}/model.pt")
+        exported = load_exported(path)
+        with torch.inference_mode():
+            reference = wrapper(*inputs)
+
+            def call() -> None:
+                exported(*inputs)
+
+            times = repeat(call, torch.device("cpu"), warmup, calls)
+            difference = (exported(*inputs) - reference).abs().max().item()
+    finally:
+        torch.set_num_threads(threads)
+    ms = sorted(1e3 * t.wall for t in times)
+    result: dict[str, Any] = {"ms": summary(ms), "calls": calls, "threads": 1, "format": "pt"}
+    result["ms"]["p90"] = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
+    result["max_abs_diff"] = difference
+    return result

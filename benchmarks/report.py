@@ -35,6 +35,7 @@ COLUMNS = (
     "Train step CPU (ms)",
     "Eval (win/s)",
     "Latency b=1 (ms)",
+    "Latency b=1 exported (ms)",
     "Peak mem (MiB)",
     "Epoch Lightning (s)",
     "Epoch bare (s)",
@@ -139,6 +140,7 @@ def table_rows(results: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                 _fmt(_get(r, "train", "cpu_ms_per_step", "median"), 2),
                 _fmt(_get(r, "eval", "windows_per_s", "median"), 0),
                 _fmt(_get(r, "latency", "ms", "median"), 3),
+                _fmt(_get(r, "exported_latency", "ms", "median"), 3),
                 _fmt(r.get("peak_memory_mib"), 1),
                 _fmt(_get(r, "epoch", "lightning_wall_s", "median"), 3),
                 _fmt(_get(r, "epoch", "bare_wall_s", "median"), 3),
@@ -175,15 +177,17 @@ def targets(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "passed": None if ratio is None else ratio <= HELO_STEP_RATIO_TARGET,
         }
     )
-    latency = _get(rows.get("mpcl", {}), "latency", "ms", "median")
-    checks.append(
-        {
-            "target": f"MPCL single-window latency < {LATENCY_TARGET_MS} ms (one thread)",
-            "value": latency,
-            "detail": f"{_fmt(latency, 3)} ms",
-            "passed": None if latency is None else latency < LATENCY_TARGET_MS,
-        }
-    )
+    for key, how in (("latency", "eager"), ("exported_latency", "exported, TorchScript")):
+        latency = _get(rows.get("mpcl", {}), key, "ms", "median")
+        checks.append(
+            {
+                "target": f"MPCL single-window latency < {LATENCY_TARGET_MS} ms "
+                f"(one thread, {how})",
+                "value": latency,
+                "detail": f"{_fmt(latency, 3)} ms",
+                "passed": None if latency is None else latency < LATENCY_TARGET_MS,
+            }
+        )
     for name in OVERHEAD_MODELS:
         wall = _get(rows.get(name.lower(), {}), "epoch", "overhead_wall")
         cpu = _get(rows.get(name.lower(), {}), "epoch", "overhead_cpu")

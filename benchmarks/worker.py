@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 import traceback
 import warnings
 from typing import Any
@@ -21,6 +22,7 @@ from benchmarks.epoch import compare_epochs
 from benchmarks.measure import (
     TrainStep,
     eval_throughput,
+    exported_latency,
     latency,
     optimizer_and_scheduler,
     parameter_count,
@@ -85,7 +87,18 @@ def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
     if optimizer is not None and settings.epoch_repeats > 0:
         result["epoch"] = compare_epochs(build, datamodule, device, settings.epoch_repeats)
     result["latency"] = latency(model, single, device, settings.latency_calls, settings.warmup)
+    if device.type == "cpu":
+        result["exported_latency"] = _exported_latency(model, single, settings)
     return result
+
+
+def _exported_latency(model: Any, single: dict, settings: BenchSettings) -> dict[str, Any]:
+    """:func:`exported_latency`, or the reason why the model cannot be exported."""
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            return exported_latency(model, single, settings.latency_calls, settings.warmup, workdir)
+    except Exception as error:  # a model that cannot be traced keeps its other columns
+        return {"skipped": f"{type(error).__name__}: {error}"}
 
 
 def main(argv: list[str] | None = None) -> int:

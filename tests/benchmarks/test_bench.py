@@ -70,4 +70,9 @@ def test_quick_bench_writes_table_and_json(tmp_path):
     assert epoch["steps"] >= 1 and epoch["rows"] > 0
     assert result["latency"]["threads"] == 1
     assert len(result["latency"]["ms"]["values"]) == report["settings"]["latency_calls"]
+    # the exported (frozen TorchScript) model was timed and predicts what the eager one does
+    exported = result["exported_latency"]
+    assert exported["threads"] == 1 and exported["format"] == "pt"
+    assert len(exported["ms"]["values"]) == report["settings"]["latency_calls"]
+    assert exported["max_abs_diff"] < 1e-5
     assert result["peak_memory_mib"] > 0

@@ -93,7 +93,7 @@ def test_peak_memory_sees_torch_allocations():
     assert peak >= 60, (peak, probe.method)
 
 
-def _result(name, ms, latency=None, overhead=None, **extra):
+def _result(name, ms, latency=None, overhead=None, exported=None, **extra):
     result = {
         "name": name,
         "config": f"experiments/dmer/{name.lower()}.yaml",
@@ -103,6 +103,8 @@ def _result(name, ms, latency=None, overhead=None, **extra):
     }
     if latency is not None:
         result["latency"] = {"ms": {"median": latency}}
+    if exported is not None:
+        result["exported_latency"] = {"ms": {"median": exported}}
     if overhead is not None:
         result["epoch"] = {"overhead_wall": overhead, "overhead_cpu": overhead}
     return result
@@ -110,14 +112,17 @@ def _result(name, ms, latency=None, overhead=None, **extra):
 
 def test_targets_compare_mpcl_with_helo_and_thresholds():
     results = [
-        _result("MPCL", 40.0, latency=1.5, overhead=1.1),
+        _result("MPCL", 40.0, latency=2.5, overhead=1.1, exported=0.9),
         _result("MLP", 5.0, overhead=1.3),
         _result("HeLo", 100.0),
     ]
     checks = {c["target"].split()[0] + c["target"].split()[1]: c for c in targets(results)}
     assert checks["MPCLtraining"]["value"] == pytest.approx(0.4)
     assert checks["MPCLtraining"]["passed"] is True
-    assert checks["MPCLsingle-window"]["passed"] is True
+    eager, exported = (c for c in targets(results) if "single-window" in c["target"])
+    assert "eager" in eager["target"] and eager["passed"] is False
+    assert "exported" in exported["target"] and exported["passed"] is True
+    assert exported["value"] == 0.9
     assert checks["MLPLightning"]["passed"] is False
     assert checks["MPCLLightning"]["passed"] is True
     without_helo = targets(results[:2])
