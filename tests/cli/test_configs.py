@@ -17,7 +17,7 @@ from mpcl.models import MLPModule
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 # Overlays are stacked on a run config; they are not runs of their own.
-OVERLAY_DIRS = {"logging", "ablations", "sweeps", "trainer"}
+OVERLAY_DIRS = {"logging", "ablations", "sweeps", "trainer", "preprocessing"}
 RUN_CONFIGS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name not in OVERLAY_DIRS)
 TINY_SYNTHETIC = [
     "--data.init_args.num_subjects=4",
@@ -63,6 +63,20 @@ def test_print_config(config, in_tmp_cwd, capsys):
     assert printed["model"]["class_path"] == written["model"]["class_path"]
     # metadata is linked from the datamodule, never configured by hand
     assert "metadata" not in printed["model"].get("init_args", {})
+
+
+@pytest.mark.parametrize("run", ["synthetic/mlp.yaml", "synthetic/mpcl.yaml", "wesad/mpcl.yaml"])
+def test_subject_standardize_overlay_stacks_on_run_configs(run, in_tmp_cwd, capsys):
+    overlay = EXPERIMENTS / "preprocessing" / "subject_standardize.yaml"
+    args = ["fit", "--config", str(EXPERIMENTS / run), "--config", str(overlay)]
+    with pytest.raises(SystemExit):
+        build_cli([*args, "--print_config"])
+    data = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert data["init_args"]["subject_standardize"] is True
+    # the run's own data settings survive the overlay
+    written = yaml.safe_load((EXPERIMENTS / run).read_text())["data"]
+    assert data["class_path"] == written["class_path"]
+    assert data["init_args"]["batch_size"] == written["init_args"]["batch_size"]
 
 
 @pytest.mark.parametrize("config", RUN_CONFIGS, ids=lambda p: str(p.relative_to(EXPERIMENTS)))
