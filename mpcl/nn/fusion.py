@@ -43,6 +43,27 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
+def scale_mask(segments: Sequence[int], memory_slots: int) -> Tensor:
+    """Additive attention mask ``[S, P]`` that restricts scale ``s`` to its own patterns.
+
+    The pattern axis holds every scale's pooled patterns (``segments[s]`` of them, scale after
+    scale), then ``memory_slots`` slots per scale in the same order. Entry ``[s, p]`` is 0 when
+    pattern ``p`` belongs to scale ``s`` and ``-inf`` otherwise.
+
+    Args:
+        segments: Pooled patterns per scale.
+        memory_slots: Learned memory slots per scale.
+
+    Returns:
+        The mask, float32.
+    """
+    owners = [s for s, size in enumerate(segments) for _ in range(size)]
+    owners += [s for s in range(len(segments)) for _ in range(memory_slots)]
+    owner = torch.tensor(owners)
+    mask = torch.zeros(len(segments), len(owners))
+    return mask.masked_fill(owner[None, :] != torch.arange(len(segments))[:, None], float("-inf"))
+
+
 class MultiScaleAssociativeFusion(nn.Module):
     r"""Multi-scale associative memory fusion (MSAM) of one branch.
 
@@ -114,6 +135,9 @@ class MultiScaleAssociativeFusion(nn.Module):
             if memory_slots
             else None
         )
+        self.register_buffer(
+            "scale_mask", scale_mask(self.segments, memory_slots), persistent=False
+        )
         self.hopfield = HopfieldRetrieval(dim, num_betas=len(scales))
         self.gate = nn.Linear(dim, len(scales)) if len(scales) > 1 else None
         if self.gate is not None:
@@ -140,27 +164,25 @@ class MultiScaleAssociativeFusion(nn.Module):
         else:
             anchor = tokens[0]
             stored = torch.cat(list(tokens[1:]), dim=1) if len(tokens) > 1 else anchor
-        patterns = torch.matmul(self.pool, stored)
-        queries = self.hopfield.query(anchor)
-        keys, values = self.hopfield.key(patterns), self.hopfield.value(patterns)
+        memory = torch.matmul(self.pool, stored)
         if self.slots is not None:
-            slot_keys, slot_values = self.hopfield.key(self.slots), self.hopfield.value(self.slots)
-        batch = anchor.shape[0]
-        retrieved = []
-        start = 0
-        for index, size in enumerate(self.segments):
-            k, v = keys[:, start : start + size], values[:, start : start + size]
-            start += size
-            if self.slots is not None:
-                k = torch.cat([k, slot_keys[index].expand(batch, -1, -1)], dim=1)
-                v = torch.cat([v, slot_values[index].expand(batch, -1, -1)], dim=1)
-            retrieved.append(self.hopfield.attend(queries, k, v, index)[0])
+            slots = self.slots.flatten(0, 1)
+            memory = torch.cat([memory, slots.expand(anchor.shape[0], *slots.shape)], dim=1)
+        keys, values = self.hopfield.key(memory), self.hopfield.value(memory)
+        # Every scale in one pass: the scores against all patterns [B, T, P] are scaled by each
+        # scale's beta and masked to that scale's patterns and slots ([B, T, S, P]), so one
+        # softmax gives every scale's attention (a masked pattern gets exactly 0).
+        scores = torch.matmul(self.hopfield.query(anchor), keys.transpose(-1, -2))
+        beta = self.hopfield.beta.unsqueeze(-1)
+        attention = (scores.unsqueeze(-2) * beta + self.scale_mask).softmax(dim=-1)
         if self.gate is None:
             gate = None
-            mixture = retrieved[0]
+            weights = attention.squeeze(-2)
         else:
             gate = self.gate(anchor).softmax(dim=-1)
-            mixture = (torch.stack(retrieved, dim=-2) * gate.unsqueeze(-1)).sum(dim=-2)
+            # sum_s g_s (alpha_s V) = (sum_s g_s alpha_s) V: the scales mix before the product.
+            weights = torch.matmul(gate.unsqueeze(-2), attention).squeeze(-2)
+        mixture = torch.matmul(weights, values)
         hidden = self.norm1(anchor + self.dropout(mixture))
         return self.norm2(hidden + self.dropout(self.ffn(hidden))), gate
 

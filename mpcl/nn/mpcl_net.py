@@ -255,7 +255,9 @@ class MPCLNet(nn.Module):
             )
         else:
             queries = next(iter(outputs.values())).emotions
-        retrieved = self.retrieval(queries, [out.memory for out in outputs.values()])
+        retrieved = self.retrieval(
+            queries, [out.memory for out in outputs.values()], with_log=target is not None
+        )
         logits, attention = self.head(retrieved.emotions)
         if self.branch_readout is not None:
             pooled = torch.cat([out.pooled for out in outputs.values()], dim=-1)

@@ -129,10 +129,10 @@ class PrototypeBank(nn.Module):
             Long indices ``[B, C]`` in ``[0, K)``.
         """
         bank = self.bank if bank is None else bank
-        similarity = torch.einsum(
-            "bd,ckd->bck", F.normalize(embeddings, dim=-1), F.normalize(bank, dim=-1)
-        )
-        return similarity.argmax(dim=-1)
+        num_emotions, k, dim = bank.shape
+        unit_bank = F.normalize(bank.reshape(num_emotions * k, dim), dim=-1)
+        similarity = F.normalize(embeddings, dim=-1) @ unit_bank.T
+        return similarity.view(-1, num_emotions, k).argmax(dim=-1)
 
     @torch.no_grad()
     def update_memory(
@@ -193,16 +193,17 @@ class PrototypeBank(nn.Module):
         Returns:
             The branch's :class:`PrototypeOutput`.
         """
+        writes = self.training and target is not None and self.update == "ema"
         # The EMA write below is in place; the readout must hold a snapshot, since autograd keeps
-        # the bank it multiplied for the backward pass.
-        bank = self.bank if self.update == "learned" else self.bank.clone()
+        # the bank it multiplied for the backward pass. Without a write no copy is needed.
+        bank = self.bank.clone() if writes else self.bank
         num_emotions, k, dim = bank.shape
         retrieved, _ = self.readout(bank.reshape(num_emotions * k, dim), tokens)
         retrieved = retrieved.view(tokens.shape[0], num_emotions, k, dim)
         emotions = self.norm((bank + retrieved).mean(dim=2))
         pooled = tokens.mean(dim=1)
         assignments = self.assign(pooled.detach(), bank.detach())
-        if self.training and target is not None and self.update == "ema":
+        if writes:
             self.update_memory(pooled, target, assignments)
         return PrototypeOutput(emotions, pooled, bank, bank, assignments)
 

@@ -105,15 +105,20 @@ class CooccurrenceRetrieval(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, queries: Tensor, memories: Sequence[Tensor]) -> RetrievalOutput:
+    def forward(
+        self, queries: Tensor, memories: Sequence[Tensor], with_log: bool = True
+    ) -> RetrievalOutput:
         """Retrieve from the memory and read off the co-occurrence matrix.
 
         Args:
             queries: Emotion queries ``E`` ``[B, C, D]``.
             memories: One pattern tensor per source, ``[C, K_s, D]`` or ``[B, C, K_s, D]``.
+            with_log: Also compute ``log A`` in log space (what the co-occurrence loss needs).
+                Without it ``A`` is summed from the attention directly, which saves a
+                ``logsumexp`` on the prediction path.
 
         Returns:
-            ``E'``, ``A`` and ``log A``.
+            ``E'``, ``A`` and ``log A`` (``None`` without ``with_log``).
         """
         if len(memories) != len(self.projections):
             raise ValueError(
@@ -134,19 +139,27 @@ class CooccurrenceRetrieval(nn.Module):
         logits = self.hopfield.scores(
             self.hopfield.query(queries), self.hopfield.key(memory), bias=bias
         )
-        log_attention = F.log_softmax(logits, dim=-1)
-        retrieved = torch.matmul(log_attention.exp(), self.hopfield.value(memory))
-        log_cooccurrence = torch.logsumexp(
-            log_attention.view(batch, num_emotions, num_emotions, per_emotion), dim=-1
-        )
+        grouped = (batch, num_emotions, num_emotions, per_emotion)
+        if with_log:
+            log_attention = F.log_softmax(logits, dim=-1)
+            attention = log_attention.exp()
+            log_cooccurrence = torch.logsumexp(log_attention.view(grouped), dim=-1)
+            cooccurrence = log_cooccurrence.exp()
+        else:
+            attention = logits.softmax(dim=-1)
+            log_cooccurrence = None
+            cooccurrence = attention.view(grouped).sum(dim=-1)
+        retrieved = torch.matmul(attention, self.hopfield.value(memory))
         emotions = self.norm(queries + self.dropout(retrieved))
-        return RetrievalOutput(emotions, log_cooccurrence.exp(), log_cooccurrence)
+        return RetrievalOutput(emotions, cooccurrence, log_cooccurrence)
 
 
 class NoRetrieval(nn.Module):
     """The ``retrieval: none`` ablation: ``E' = E``, no co-occurrence matrix, no loss."""
 
-    def forward(self, queries: Tensor, memories: Sequence[Tensor]) -> RetrievalOutput:
+    def forward(
+        self, queries: Tensor, memories: Sequence[Tensor], with_log: bool = True
+    ) -> RetrievalOutput:
         """``E`` unchanged."""
         return RetrievalOutput(queries)
 

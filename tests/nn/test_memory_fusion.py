@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mpcl.nn.fusion import ConcatFusion, MultiScaleAssociativeFusion
+from mpcl.nn.fusion import ConcatFusion, MultiScaleAssociativeFusion, scale_mask
 from mpcl.nn.memory import HopfieldRetrieval, pooling_matrix
 
 
@@ -63,6 +63,43 @@ def test_msam_shapes_gate_and_patterns():
     assert not torch.allclose(fusion(changed)[0], fused)
     # ... and is unaffected by a pattern-free batch change elsewhere: samples are independent.
     torch.testing.assert_close(fusion([t[:2] for t in tokens])[0], fused[:2])
+
+
+def test_scale_mask_gives_each_scale_its_own_patterns_and_slots():
+    mask = scale_mask([3, 2], memory_slots=1)
+    # columns: 3 patterns of scale 0, 2 of scale 1, then one slot per scale
+    allowed = torch.tensor([[1, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 0, 1]], dtype=torch.bool)
+    assert torch.equal(mask == 0, allowed)
+    assert torch.isneginf(mask[~allowed]).all()
+
+
+@pytest.mark.parametrize("scales", [(1, 2, 4), (1,)])
+def test_msam_one_pass_equals_retrieval_scale_by_scale(scales):
+    torch.manual_seed(0)
+    fusion = MultiScaleAssociativeFusion([6, 4, 3], dim=8, scales=scales, memory_slots=2).eval()
+    with torch.no_grad():
+        fusion.hopfield.log_beta.copy_(torch.randn(len(scales)))
+        if fusion.gate is not None:
+            fusion.gate.weight.normal_()
+    tokens = [torch.randn(5, 6, 8), torch.randn(5, 4, 8), torch.randn(5, 3, 8)]
+    fused, gate = fusion(tokens)
+    # The formula, one scale at a time: R_s = retrieve_{beta_s}(H_a, [X_s; S_s]).
+    anchor, patterns = tokens[0], fusion.pool @ torch.cat(tokens[1:], dim=1)
+    queries, retrieved, start = fusion.hopfield.query(anchor), [], 0
+    for index, size in enumerate(fusion.segments):
+        stored = torch.cat(
+            [patterns[:, start : start + size], fusion.slots[index].expand(5, -1, -1)], 1
+        )
+        start += size
+        keys, values = fusion.hopfield.key(stored), fusion.hopfield.value(stored)
+        retrieved.append(fusion.hopfield.attend(queries, keys, values, index)[0])
+    if gate is None:
+        mixture = retrieved[0]
+    else:
+        torch.testing.assert_close(gate, fusion.gate(anchor).softmax(-1))
+        mixture = (torch.stack(retrieved, dim=-2) * gate.unsqueeze(-1)).sum(dim=-2)
+    hidden = fusion.norm1(anchor + mixture)
+    torch.testing.assert_close(fused, fusion.norm2(hidden + fusion.ffn(hidden)))
 
 
 def test_msam_single_scale_and_auto_associative():

@@ -42,6 +42,18 @@ def test_cooccurrence_is_row_stochastic_and_sums_attention_by_emotion():
     torch.testing.assert_close(module(queries, per_sample).cooccurrence.sum(-1), torch.ones(4, 5))
 
 
+def test_prediction_path_without_log_gives_the_same_retrieval():
+    torch.manual_seed(0)
+    module = CooccurrenceRetrieval(GROUPS, dim=8, num_sources=2).eval()
+    queries, banks = retrieval_inputs()
+    with_log = module(queries, banks)
+    without = module(queries, banks, with_log=False)
+    assert without.log_cooccurrence is None
+    torch.testing.assert_close(without.cooccurrence, with_log.cooccurrence)
+    torch.testing.assert_close(without.emotions, with_log.emotions)
+    torch.testing.assert_close(without.cooccurrence.sum(-1), torch.ones(4, 5))
+
+
 def test_valence_prior_moves_mass_to_same_valence_columns():
     torch.manual_seed(0)
     module = CooccurrenceRetrieval(GROUPS, dim=8, num_sources=2, valence_prior_init=0.0)
