@@ -114,7 +114,12 @@ class FeatureDataModule(LightningDataModule, ABC):
         self.split_file = split_file
         # Unpadded evaluation sharding can leave a rank without rows when a split is tiny.
         self.allow_zero_length_dataloader_with_multiple_devices = True
+        # The table as loaded (per-subject z-scored when enabled); standardised only on demand.
         self._table: FeatureTable | None = None
+        self._standardized_table: FeatureTable | None = None
+        # The statistics that standardised the split tables at setup(); a checkpoint restored
+        # later replaces _statistics (for prediction rows) but not what the splits were built with.
+        self._setup_statistics: dict[str, tuple[Tensor, Tensor]] = {}
         self.splits: dict[str, Tensor] = {}
         self.feature_mean: dict[str, Tensor] = {}
         self.feature_std: dict[str, Tensor] = {}
@@ -136,16 +141,22 @@ class FeatureDataModule(LightningDataModule, ABC):
 
     @property
     def table(self) -> FeatureTable:
-        """The (standardised, when enabled) feature table; available after :meth:`setup`."""
+        """The (standardised, when enabled) feature table; available after :meth:`setup`.
+
+        Standardised at the first access, with the statistics the splits were built with: the
+        loaders never need it (see :meth:`setup`).
+        """
         if self._table is None:
             raise RuntimeError(f"{type(self).__name__}.table is available only after setup()")
-        return self._table
+        if self._standardized_table is None:
+            self._standardized_table = self._apply_statistics(self._table, self._setup_statistics)
+        return self._standardized_table
 
     def subject_ids(self) -> list[int]:
         """The subject ids of the data set (sorted); subclasses may answer without loading."""
         if self._table is None:
             self.setup()
-        return self.table.subjects
+        return self._table.subjects
 
     @property
     def fold_count(self) -> int:
@@ -153,7 +164,12 @@ class FeatureDataModule(LightningDataModule, ABC):
         return num_folds(self.protocol, self.subject_ids(), self.num_folds)
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the table once, split it, standardise it and build the per-split batch tables.
+        """Load the table once, split it and build the standardised per-split batch tables.
+
+        Only the rows of the fold's splits are standardised: a subject-dependent fold uses one
+        subject's rows, and standardising every subject's rows for each of the 73 folds of a DMER
+        protocol cost more than training the fold. Standardisation is elementwise, so a split's
+        values equal those of the standardised whole table (:attr:`table`) bit for bit.
 
         Idempotent: Lightning calls it for every stage; the work is done at the first call.
         For ``predict`` with a prediction source (:meth:`has_predict_source`) nothing is read
@@ -179,11 +195,15 @@ class FeatureDataModule(LightningDataModule, ABC):
                 f"{type(self).__name__}: fold {self.fold} of {self.protocol} has no training rows"
             )
         if self.standardize:
-            table = self._standardized(table, split.train)
-        self._table = table
+            self._fit_statistics(table, split.train)
+        self._setup_statistics = dict(self._statistics)
+        self._table, self._standardized_table = table, None
         self.splits = split.as_dict()
         self._split_tables = {
-            name: table.select(rows).as_batch_table(rows) for name, rows in self.splits.items()
+            name: self._apply_statistics(table.select(rows), self._setup_statistics).as_batch_table(
+                rows
+            )
+            for name, rows in self.splits.items()
         }
         self._device_tables = {}
         if self.split_file and self._is_global_zero():
@@ -193,7 +213,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         """Write the split description (see :func:`~datamodules.protocols.describe_split`)."""
         split = split or Split(**self.splits)
         description = describe_split(
-            self.table,
+            self._table,
             split,
             protocol=self.protocol,
             fold=self.fold,
@@ -218,8 +238,8 @@ class FeatureDataModule(LightningDataModule, ABC):
                 f"{tuple(table.target.shape)}, expected [N, {self.metadata.num_emotions}]"
             )
 
-    def _standardized(self, table: FeatureTable, train_rows: Tensor) -> FeatureTable:
-        """A copy of ``table`` standardised with statistics of ``train_rows`` only.
+    def _fit_statistics(self, table: FeatureTable, train_rows: Tensor) -> None:
+        """Fit the standardisation statistics of every modality on ``train_rows`` only.
 
         ``mean = sum(x) / n`` and ``std = sqrt(sum((x - mean)^2) / n)`` per feature, accumulated
         in float64; features with ``std < MIN_STD`` are centred but not scaled.
@@ -231,16 +251,21 @@ class FeatureDataModule(LightningDataModule, ABC):
             std = torch.where(std < MIN_STD, torch.ones_like(std), std)
             self.feature_mean[name], self.feature_std[name] = mean.float(), std.float()
             self._statistics[name] = (mean, std)
-        return self._apply_statistics(table)
 
-    def _apply_statistics(self, table: FeatureTable) -> FeatureTable:
-        """A copy of ``table`` with every modality standardised by the fitted statistics.
+    @staticmethod
+    def _apply_statistics(
+        table: FeatureTable, statistics: dict[str, tuple[Tensor, Tensor]]
+    ) -> FeatureTable:
+        """A copy of ``table`` with every modality standardised by ``statistics``.
 
-        ``(x - mean) / std`` in float64, stored as contiguous float32.
+        ``(x - mean) / std`` in float64, stored as contiguous float32; ``table`` itself when
+        ``statistics`` is empty (standardisation off).
         """
+        if not statistics:
+            return table
         features = {}
         for name, values in table.features.items():
-            mean, std = self._statistics[name]
+            mean, std = statistics[name]
             features[name] = ((values.to(torch.float64) - mean) / std).float().contiguous()
         return dataclasses.replace(table, features=features)
 
@@ -387,7 +412,7 @@ class FeatureDataModule(LightningDataModule, ABC):
             if not self._statistics:
                 # A checkpoint without statistics: refit them from the configured training split.
                 self.setup()
-            table = self._apply_statistics(table)
+            table = self._apply_statistics(table, self._statistics)
         return table.as_batch_table()
 
     def predict_dataloader(self) -> LightningInMemoryBatches | list:

@@ -245,3 +245,40 @@ def test_datamodules_are_configurable_from_lightning_cli(tmp_path):
                 "--data.init_args.protocol=random",
             ]
         )
+
+
+def test_a_subject_dependent_fold_standardises_only_its_subjects_rows(monkeypatch):
+    standardised_rows = []
+    apply = FeatureDataModule._apply_statistics
+
+    def counting(table, statistics):
+        standardised_rows.append(len(table))
+        return apply(table, statistics)
+
+    monkeypatch.setattr(FeatureDataModule, "_apply_statistics", staticmethod(counting))
+    datamodule = _toy(protocol="random-window", fold=1, val_fraction=0.2)
+    datamodule.setup()
+    subject = datamodule.subject_ids()[1]
+    subject_rows = int((make_table().subject == subject).sum())
+    assert sum(standardised_rows) == subject_rows < len(make_table())
+    # the whole table is standardised on demand, and the splits are its rows bit for bit
+    whole = datamodule.table
+    assert standardised_rows[-1] == len(make_table())
+    for name, rows in datamodule.splits.items():
+        assert torch.equal(datamodule.split_rows(name)["x"], whole.features["x"][rows])
+
+
+def test_the_table_keeps_the_statistics_its_splits_were_built_with():
+    datamodule = _toy()
+    datamodule.setup()
+    mean, std = datamodule.feature_mean["x"], datamodule.feature_std["x"]
+    # a checkpoint's statistics replace those for prediction rows, not those of the splits
+    datamodule.load_state_dict(
+        {
+            "feature_mean": {"x": mean + 5},
+            "feature_std": {"x": std * 3},
+            "subject_standardize": False,
+        }
+    )
+    rows = datamodule.splits["train"]
+    assert torch.equal(datamodule.split_rows("train")["x"], datamodule.table.features["x"][rows])
