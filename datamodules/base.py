@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from typing import Any, Literal
 
 import torch
@@ -30,6 +31,7 @@ from datamodules.protocols import (
 )
 from datamodules.subject_norm import standardize_per_subject
 from datamodules.table import FeatureTable
+from datamodules.table_cache import load_shared
 
 #: Features whose training standard deviation is below this are only centred, not scaled:
 #: dividing by a near-zero std would blow up any test row that differs from the constant.
@@ -139,6 +141,16 @@ class FeatureDataModule(LightningDataModule, ABC):
     def load_table(self) -> FeatureTable:
         """Read the whole data set into one table (called once, by :meth:`setup`)."""
 
+    def table_source_key(self) -> Hashable | None:
+        """What identifies the table :meth:`load_table` returns, or ``None`` (the default).
+
+        Inside :func:`~datamodules.table_cache.shared_tables` (the protocol runner's folds), a
+        datamodule with the key of a table loaded earlier reuses that table. A key must change
+        whenever the table would: the files read, their sizes and modification times, and every
+        setting that shapes the table (subjects, modalities, windowing).
+        """
+        return None
+
     @property
     def table(self) -> FeatureTable:
         """The (standardised, when enabled) feature table; available after :meth:`setup`.
@@ -178,7 +190,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         """
         if self._table is not None or (stage == "predict" and self.has_predict_source()):
             return
-        table = self.load_table()
+        table = load_shared(self.table_source_key(), self.load_table)
         self._check_table(table)
         if self.subject_standardize:
             table = standardize_per_subject(table, MIN_STD)

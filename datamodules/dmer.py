@@ -14,7 +14,7 @@ One MATLAB file per participant, ``<root>/<subject_id>.mat``, holding
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -293,6 +293,21 @@ class DMERDataModule(FeatureDataModule):
     def subject_path(self, subject: int) -> Path:
         """The feature file of ``subject``."""
         return Path(self.root) / f"{subject}.mat"
+
+    def table_source_key(self) -> Hashable | None:
+        """The class, subjects, modalities and each file's path, size and modification time.
+
+        ``None`` while a file is missing, so that :meth:`load_table` reports it.
+        """
+        files = []
+        for subject in self.subjects:
+            path = self.subject_path(subject)
+            try:
+                stat = path.stat()
+            except OSError:
+                return None
+            files.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        return (type(self).__qualname__, tuple(self.metadata.modalities), tuple(files))
 
     def load_table(self) -> FeatureTable:
         """Read every subject's file and concatenate them once."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from datamodules.table_cache import shared_tables
 from mpcl.io import atomic_write_text
 from mpcl.runner.aggregate import FOLDS_FILE, METRIC_NAMES, comparison_table, per_fold_means
 from mpcl.runner.provenance import provenance
@@ -214,20 +215,22 @@ class ProtocolRun:
         csv_path = self.output_dir / FOLDS_FILE
         frame = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
         done = set() if frame.empty else set(zip(frame["fold"], frame["seed"], strict=True))
-        for fold in folds:
-            for seed in self.seeds:
-                if (fold, seed) in done:
-                    log(f"[mpcl-protocol] fold {fold} seed {seed}: finished earlier, skipped")
-                    continue
-                fold_dir = self.output_dir / fold_dir_name(fold, seed)
-                extra: dict[str, Any] = {"wall_s": float("nan")}
-                if not (fold_dir / RESULTS_FILE).exists():
-                    log(f"[mpcl-protocol] fold {fold}/{fold_count - 1} seed {seed}: training")
-                    extra = self._run_fold(fold, seed)
-                rows = pd.DataFrame(self._rows_of(fold, seed, model_name, extra))
-                frame = rows if frame.empty else pd.concat([frame, rows], ignore_index=True)
-                atomic_write_text(csv_path, frame.to_csv(index=False))
-                done.add((fold, seed))
+        # In-process folds read the data set once: every fold's datamodule reuses the table.
+        with shared_tables():
+            for fold in folds:
+                for seed in self.seeds:
+                    if (fold, seed) in done:
+                        log(f"[mpcl-protocol] fold {fold} seed {seed}: finished earlier, skipped")
+                        continue
+                    fold_dir = self.output_dir / fold_dir_name(fold, seed)
+                    extra: dict[str, Any] = {"wall_s": float("nan")}
+                    if not (fold_dir / RESULTS_FILE).exists():
+                        log(f"[mpcl-protocol] fold {fold}/{fold_count - 1} seed {seed}: training")
+                        extra = self._run_fold(fold, seed)
+                    rows = pd.DataFrame(self._rows_of(fold, seed, model_name, extra))
+                    frame = rows if frame.empty else pd.concat([frame, rows], ignore_index=True)
+                    atomic_write_text(csv_path, frame.to_csv(index=False))
+                    done.add((fold, seed))
         self.write_summary(frame)
         return frame
 

@@ -73,6 +73,23 @@ def test_every_test_row_scored_once_per_fold(in_tmp_cwd):
     assert model["num_samples"].tolist() == [160, 160]
 
 
+def test_the_folds_of_a_run_read_the_data_files_once(in_tmp_cwd, monkeypatch):
+    import datamodules.dmer as dmer
+
+    data = in_tmp_cwd / "data"
+    overrides = tiny(data)
+    ProtocolRun([MLP], "random-window", in_tmp_cwd / "warm", overrides=overrides, folds=[0]).run()
+    reads = []
+    real = dmer.load_dmer_file
+    monkeypatch.setattr(
+        dmer, "load_dmer_file", lambda path, *a: reads.append(path) or real(path, *a)
+    )
+    run = ProtocolRun([MLP], "random-window", in_tmp_cwd / "rw", overrides=overrides)
+    frame = run.run()
+    assert sorted(set(frame["fold"])) == [0, 1, 2, 3]  # one fold per subject
+    assert len(reads) == len(set(reads)) == 4  # each subject's file once, not once per fold
+
+
 def test_refuses_to_mix_different_configs(in_tmp_cwd):
     overrides = [*tiny(in_tmp_cwd / "data"), "--data.init_args.num_folds=2"]
     ProtocolRun([MLP], "kfold", in_tmp_cwd / "r", overrides=[*overrides], folds=[0]).run()
