@@ -190,7 +190,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         """
         if self._table is not None or (stage == "predict" and self.has_predict_source()):
             return
-        table = load_shared(self.table_source_key(), self.load_table)
+        table = load_shared(self.table_source_key, self.load_table)
         self._check_table(table)
         if self.subject_standardize:
             table = standardize_per_subject(table, MIN_STD)
@@ -211,10 +211,9 @@ class FeatureDataModule(LightningDataModule, ABC):
         self._setup_statistics = dict(self._statistics)
         self._table, self._standardized_table = table, None
         self.splits = split.as_dict()
+        statistics = self._setup_statistics
         self._split_tables = {
-            name: self._apply_statistics(table.select(rows), self._setup_statistics).as_batch_table(
-                rows
-            )
+            name: self._apply_statistics(table.select(rows), statistics).as_batch_table(rows)
             for name, rows in self.splits.items()
         }
         self._device_tables = {}

@@ -15,43 +15,54 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from datamodules.table import FeatureTable
 
-# The tables of the open block by source key; None outside a block. At most one entry: a run
-# reads one data set, and a second key means the first is no longer wanted.
-_shared: dict[Hashable, FeatureTable] | None = None
+
+@dataclass
+class _Block:
+    """The open block's table and its key: one at a time, since a run reads one data set."""
+
+    key: Hashable | None = None
+    table: FeatureTable | None = None
+
+
+# The outermost open block; None outside a block.
+_block: _Block | None = None
 
 
 @contextmanager
 def shared_tables() -> Iterator[None]:
     """Within the block, datamodules that read the same source share one loaded table.
 
-    Nested blocks share the outermost block's tables; the tables are dropped when it ends.
+    Nested blocks share the outermost block's table; the table is dropped when it ends.
     """
-    global _shared
-    outermost = _shared is None
+    global _block
+    outermost = _block is None
     if outermost:
-        _shared = {}
+        _block = _Block()
     try:
         yield
     finally:
         if outermost:
-            _shared = None
+            _block = None
 
 
-def load_shared(key: Hashable | None, load: Callable[[], FeatureTable]) -> FeatureTable:
-    """``load()``, or the table loaded for ``key`` earlier in the open :func:`shared_tables` block.
+def load_shared(
+    key: Callable[[], Hashable | None], load: Callable[[], FeatureTable]
+) -> FeatureTable:
+    """``load()``, or the table loaded for the same key earlier in the open block.
 
     Args:
-        key: What identifies the table ``load`` returns (files, their sizes and modification
-            times, the settings that shape the table); ``None`` always loads.
+        key: Returns what identifies the table ``load`` returns (files, their sizes and
+            modification times, the settings that shape the table), or ``None``: always load.
+            Called only inside a :func:`shared_tables` block.
         load: Reads the table.
     """
-    if _shared is None or key is None:
+    source = None if _block is None else key()
+    if source is None:
         return load()
-    table = _shared.get(key)
-    if table is None:
-        _shared.clear()
-        table = _shared[key] = load()
-    return table
+    if _block.table is None or _block.key != source:
+        _block.table, _block.key = load(), source
+    return _block.table

@@ -222,17 +222,29 @@ class ProtocolRun:
                     if (fold, seed) in done:
                         log(f"[mpcl-protocol] fold {fold} seed {seed}: finished earlier, skipped")
                         continue
-                    fold_dir = self.output_dir / fold_dir_name(fold, seed)
-                    extra: dict[str, Any] = {"wall_s": float("nan")}
-                    if not (fold_dir / RESULTS_FILE).exists():
-                        log(f"[mpcl-protocol] fold {fold}/{fold_count - 1} seed {seed}: training")
-                        extra = self._run_fold(fold, seed)
-                    rows = pd.DataFrame(self._rows_of(fold, seed, model_name, extra))
-                    frame = rows if frame.empty else pd.concat([frame, rows], ignore_index=True)
+                    frame = self._with_fold(fold, seed, fold_count, model_name, frame, log)
                     atomic_write_text(csv_path, frame.to_csv(index=False))
                     done.add((fold, seed))
         self.write_summary(frame)
         return frame
+
+    def _with_fold(
+        self,
+        fold: int,
+        seed: int,
+        fold_count: int,
+        model_name: str,
+        frame: pd.DataFrame,
+        log: Any,
+    ) -> pd.DataFrame:
+        """``frame`` plus the rows of (fold, seed), trained first unless its results exist."""
+        fold_dir = self.output_dir / fold_dir_name(fold, seed)
+        extra: dict[str, Any] = {"wall_s": float("nan")}
+        if not (fold_dir / RESULTS_FILE).exists():
+            log(f"[mpcl-protocol] fold {fold}/{fold_count - 1} seed {seed}: training")
+            extra = self._run_fold(fold, seed)
+        rows = pd.DataFrame(self._rows_of(fold, seed, model_name, extra))
+        return rows if frame.empty else pd.concat([frame, rows], ignore_index=True)
 
     def write_summary(self, frame: pd.DataFrame) -> str:
         """Write ``summary.md`` and ``summary.csv``: the model and the baselines over folds."""
