@@ -3,6 +3,9 @@
 Every component of :class:`~mpcl.nn.MPCLNet` is chosen by an argument of this module, so a YAML
 (one per ablation in ``experiments/ablations/``) swaps any of them; the sizes come from the
 datamodule's metadata, linked in by the CLI.
+
+See docs/model.md, sections 'Objective', 'Constructor arguments' and
+'Ablation overlays'.
 """
 
 from __future__ import annotations

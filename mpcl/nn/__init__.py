@@ -1,6 +1,8 @@
 """The MPCL network as plain ``torch.nn`` modules, one module per stage.
 
 :class:`MPCLNet` composes them; every stage has an ablation alternative with the same interface.
+
+See docs/model.md, section 'Notation and overview'.
 """
 
 from __future__ import annotations

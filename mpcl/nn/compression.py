@@ -2,6 +2,8 @@
 
 Both map the emotion representations ``E'`` ``[B, C, D]`` to logits ``[B, C]`` (the distribution
 is their softmax) and return attention weights for analysis where they have any.
+
+See docs/model.md, section 'Hierarchical compression'.
 """
 
 from __future__ import annotations

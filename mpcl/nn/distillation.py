@@ -14,6 +14,8 @@ with ``sg`` the stop-gradient on the target side, so each branch learns from the
 relations without dragging them toward itself. Cosines instead of raw dot products keep the
 relations independent of the embedding scale; the diagonal of ``R`` is left out because
 ``cos(z, z) = 1`` always, which would only dilute the informative off-diagonal relations.
+
+See docs/model.md, section 'Prototype relation distillation'.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 All fusion modules share one interface: ``forward(tokens) -> (fused, gate)`` where ``tokens`` is
 the list of the branch's modality tokens ``[B, T_m, D]`` (the first is the anchor) and ``gate`` is
 the per-token weighting of the memory scales ``[B, T_anchor, S]`` (``None`` where there is none).
+
+See docs/model.md, section 'Multi-scale associative memory fusion'.
 """
 
 from __future__ import annotations

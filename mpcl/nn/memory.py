@@ -1,4 +1,7 @@
-"""Associative-memory primitives: modern-Hopfield retrieval and multi-scale token pooling."""
+"""Associative-memory primitives: modern-Hopfield retrieval and multi-scale token pooling.
+
+See docs/model.md, section 'Multi-scale associative memory fusion'.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """MPCLNet: the MPCL network as a plain ``nn.Module``, every stage switchable for ablations.
 
-Data flow (``docs/mpcl-model.md``, section 2):
+Data flow (docs/model.md, section 'Notation and overview'):
 
     batch -> tokenizers -> per-branch fusion (MSAM | concat) -> per-branch prototypes (bank | none)
           -> branch gate -> co-occurrence retrieval (hopfield | none) -> head (hierarchical | flat)
 
 The network returns the predicted distribution and the auxiliary terms; the LightningModule that
 wraps it combines ``KL(d || d_hat) + lambda_prd * aux["prd"] + lambda_co * aux["co"]``.
+
+See docs/model.md, sections 'Constructor arguments' and 'Ablation overlays'.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Both modules map a branch's fused tokens ``H`` ``[B, T, D]`` to a :class:`PrototypeOutput`: one
 vector per emotion ``Z`` ``[B, C, D]``, the pooled branch embedding, and the patterns that the
 co-occurrence retrieval stores for this branch.
+
+See docs/model.md, section 'Prototype banks'.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Emotion queries ``E`` ``[B, C, D]`` (the gated mix of both branches' emotion rep
 retrieve from a semantic memory that holds every prototype of both banks. Summing the retrieval
 attention by the emotion of each retrieved pattern yields a co-occurrence matrix ``A``
 ``[B, C, C]``: row ``c`` says which emotions emotion ``c`` recalls.
+
+See docs/model.md, section 'Co-occurrence retrieval'.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Three layouts, chosen from the modality's shape in :class:`~datamodules.metadata
 
 Every tokenizer adds a learned modality embedding so that later stages can tell modalities apart
 when their tokens are pooled or concatenated.
+
+See docs/model.md, section 'Tokenizers'.
 """
 
 from __future__ import annotations

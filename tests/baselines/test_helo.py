@@ -73,7 +73,7 @@ def layer_norm(dim: int) -> int:
     return 2 * dim
 
 
-# HeLo with DMER shapes, layer by layer as docs/mpcl-model.md section 3 describes it
+# HeLo with DMER shapes, layer by layer as docs/baselines.md ('The network') describes it
 # (D = 128, C = 10): 3,675,648 in the tokenizers (face alone 3,543,552), 4,091,684 in all.
 D, C = 128, 10
 DMER_PARAMETERS = (
