@@ -30,6 +30,7 @@ import os
 import pickle
 import sys
 import urllib.parse
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,21 +98,24 @@ def resolve_checkpoint_path(
 
 
 def _first_line(error: BaseException) -> str:
-    """The first line of an error message, without torch's weights_only=False advice."""
+    """The reason of a load error in one line, without torch's weights_only=False advice."""
     text = str(error).strip()
     # torch's message opens with "Weights only load failed. ... Re-running `torch.load` with
-    # `weights_only` set to `False` ..."; the reason is on the line naming the global.
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("WeightsUnpickler error:"):
-            return line.removeprefix("WeightsUnpickler error:").strip()
+    # `weights_only` set to `False` will likely succeed ..."; the reason follows
+    # "WeightsUnpickler error:" and ends before "Check the documentation".
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        reason = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
+        return " ".join(reason.split()) or "unsupported content"
     first = text.splitlines()[0] if text else type(error).__name__
     return first.split(" Re-running `torch.load`")[0].strip()
 
 
 def _torch_load(source: Any, name: str, map_location: Any) -> Any:
     try:
-        return torch.load(source, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. the pickle-protocol notice of a payload
+            return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         reason = _first_line(error)
         raise CheckpointRefused(

@@ -34,6 +34,7 @@ from mpcl.callbacks.predictions import PredictionWriter
 from mpcl.callbacks.results import TestResultsReport
 from mpcl.callbacks.resume import ExactResume
 from mpcl.checkpoints import load_checkpoint, resolve_checkpoint_path
+from mpcl.errors import pop_debug_flag, report_errors
 from mpcl.models.base import EmotionDistributionModule
 from mpcl.resume_paths import (
     keep_previous_metrics,
@@ -117,7 +118,7 @@ class MPCLCLI(LightningCLI):
                 return
             ckpt_path = str(found)
         local = resolve_checkpoint_path(ckpt_path)
-        checkpoint = load_checkpoint(local)
+        checkpoint = load_checkpoint(ckpt_path)  # errors name the path as given
         sub["ckpt_path"] = str(local)
         if subcommand == "fit" and logger_args is not None and logger_args.get("version") is None:
             save_dir = logger_args.get("save_dir")
@@ -177,9 +178,19 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MPCLCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console-script entry point; a distributed run leaves its process group destroyed."""
+    """Console-script entry point; a distributed run leaves its process group destroyed.
+
+    An error is reported in one line (exit status 1); ``--debug`` or ``MPCL_DEBUG=1`` shows the
+    traceback (:mod:`mpcl.errors`).
+    """
+    if args is None:
+        sys.argv[1:], debug = pop_debug_flag(sys.argv[1:])
+    else:
+        args, debug = pop_debug_flag(list(args))
     try:
-        build_cli(args)
+        status = report_errors("mpcl", lambda: build_cli(args), debug)
+        if status == 1:
+            raise SystemExit(1)
     finally:
         # Lightning keeps the process group alive after fit/test and leaves it to an atexit
         # handler; end it explicitly when the command is done (its handler then finds none).
