@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 from reliability_helpers import CONFIGS, fit_args, fold_table, results, run_worker, tiny_data
 
 from mpcl.checkpoints import load_checkpoint
+from mpcl.resume_paths import usable_last_checkpoint
 
-# Each case: the process kills itself with SIGKILL at this point of a 4-epoch fit (3 batches
+# Each case: the process kills itself with SIGKILL at this point of a 4-epoch fit (2 batches
 # per epoch), then `mpcl fit ... --ckpt_path last` finishes the run.
 KILL_POINTS = {
-    "mid-epoch": "batch:8",  # in epoch 2, after 1 batch
+    "mid-epoch": "batch:6",  # in epoch 2, after 1 batch
     "between-epochs": "epoch:3",  # epoch 2 about to start, epochs 0-1 checkpointed
     "torn-checkpoint-write": "write:3",  # half of the 3rd checkpoint file written
+    "disk-full": "enospc:3",  # epoch 1's best checkpoint: OSError(ENOSPC) half-way
     "before-rename": "rename:4",  # epoch 1's last.ckpt complete as a temporary file, not renamed
 }
 
@@ -35,6 +40,7 @@ def uninterrupted(tmp_path_factory) -> dict:
 CASES = [
     ("mpcl", "between-epochs"),
     ("mpcl", "torn-checkpoint-write"),
+    ("mpcl", "disk-full"),
     pytest.param("mpcl", "mid-epoch", marks=pytest.mark.slow),
     pytest.param("mpcl", "before-rename", marks=pytest.mark.slow),
     pytest.param("mlp", "mid-epoch", marks=pytest.mark.slow),
@@ -46,7 +52,14 @@ CASES = [
 def test_killed_fit_resumed_with_last_is_bit_identical(model, point, uninterrupted, tmp_path):
     args = fit_args(model, tmp_path / "run", tmp_path / "data")
     killed = run_worker(KILL_POINTS[point], "mpcl", args, tmp_path)
-    assert killed.returncode == -9, killed.stderr[-3000:]
+    if point == "disk-full":
+        # The run fails in one line; the previous checkpoints stay intact, no temporary file.
+        assert killed.returncode == 1, killed.stderr[-3000:]
+        assert "No space left on device" in killed.stderr and "Traceback" not in killed.stderr
+        assert not list((tmp_path / "run").glob("**/*.tmp"))
+        assert load_checkpoint(next((tmp_path / "run").glob("**/last.ckpt")))["epoch"] == 0
+    else:
+        assert killed.returncode == -9, killed.stderr[-3000:]
     # `last` for most; the README's explicit path for one (what the runner passes, too).
     if point == "between-epochs":
         where = str(next((tmp_path / "run").glob("**/checkpoints/last.ckpt")))
@@ -88,8 +101,9 @@ def test_killed_protocol_run_rerun_is_bit_identical(model, tmp_path):
         return run_worker(fault, "runner", args, tmp_path)
 
     assert runner(tmp_path / "a", "none").returncode == 0
-    # Killed in the second fold's third epoch, then in the rerun's first checkpoint write.
-    assert runner(tmp_path / "b", "batch:20").returncode == -9
+    # Killed in the second fold's third epoch (2 batches per epoch), then in the rerun's first
+    # checkpoint write.
+    assert runner(tmp_path / "b", "batch:13").returncode == -9
     assert runner(tmp_path / "b", "write:1").returncode == -9
     rerun = runner(tmp_path / "b", "none")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -98,6 +112,7 @@ def test_killed_protocol_run_rerun_is_bit_identical(model, tmp_path):
         assert results(tmp_path / "a" / fold) == results(tmp_path / "b" / fold)
 
 
+@pytest.mark.slow
 def test_unreadable_last_checkpoint_is_reported_and_the_fold_restarts(tmp_path):
     config, model_args = CONFIGS["mlp"]
     overrides = [*model_args, *tiny_data(tmp_path / "data"), "--trainer.max_epochs=3"]
@@ -120,3 +135,31 @@ def test_unreadable_last_checkpoint_is_reported_and_the_fold_restarts(tmp_path):
     # A second rerun finds the fold finished: no loop of failures.
     again = runner(tmp_path / "b", "none")
     assert again.returncode == 0 and "finished earlier" in again.stdout
+
+
+def test_an_unreadable_candidate_is_set_aside_once(tmp_path):
+    run = tmp_path / "fold" / "mpcl" / "version_0" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "last.ckpt").write_bytes(b"PK\x03\x04 torn")
+    path, note = usable_last_checkpoint(tmp_path / "fold")
+    assert path is None
+    assert str(run / "last.ckpt") in note and "unreadable" in note and "restarts" in note
+    assert (run / "last.ckpt.unreadable").exists() and not (run / "last.ckpt").exists()
+    assert usable_last_checkpoint(tmp_path / "fold") == (None, None)  # nothing left to retry
+
+
+def test_checkpoints_are_staged_in_their_own_folder(tmp_path, monkeypatch):
+    # Lightning staged checkpoint bytes through fsspec (a temporary file elsewhere, then a copy
+    # across file systems); here the temporary file must sit beside the target.
+    import datamodules.io
+    from mpcl.checkpoints import AtomicCheckpointIO
+
+    moves = []
+    real_replace = os.replace
+    monkeypatch.setattr(
+        datamodules.io.os, "replace", lambda a, b: moves.append((a, b)) or real_replace(a, b)
+    )
+    target = tmp_path / "ckpts" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 3, "w": torch.ones(2)}, target)
+    assert [(Path(a).parent, Path(b)) for a, b in moves] == [(target.parent, target)]
+    assert load_checkpoint(target)["epoch"] == 3

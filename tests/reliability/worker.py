@@ -8,7 +8,9 @@
   the previous one);
 * ``write:N``: inside the N-th checkpoint write, after half of the bytes (a torn temporary file);
 * ``rename:N``: in the N-th checkpoint write, after the temporary file is complete, before the
-  rename.
+  rename;
+* ``enospc:N``: the N-th checkpoint write fails half-way with ``OSError(ENOSPC)``, as on a full
+  disk (the process is not killed: the error must end the run with a non-zero status).
 
 The first argument after ``--`` picks the program: ``mpcl`` (the LightningCLI) or ``runner``
 (``mpcl-protocol``).
@@ -51,13 +53,14 @@ def install(fault: str) -> None:
             return original(self, *args, **kwargs)
 
         setattr(EmotionDistributionModule, hook, wrapped)
-    elif kind in ("write", "rename"):
+    elif kind in ("write", "rename", "enospc"):
         import mpcl.checkpoints as checkpoints
 
         original_save = checkpoints.torch.save
 
         def save(obj, handle, *args, **kwargs):
-            if kind == "write" and tick():
+            if kind in ("write", "enospc") and tick():
+                import errno
                 import io
 
                 buffer = io.BytesIO()
@@ -65,6 +68,8 @@ def install(fault: str) -> None:
                 data = buffer.getvalue()
                 handle.write(data[: len(data) // 2])
                 handle.flush()
+                if kind == "enospc":
+                    raise OSError(errno.ENOSPC, "No space left on device")
                 _die()
             original_save(obj, handle, *args, **kwargs)
             if kind == "rename" and tick():
