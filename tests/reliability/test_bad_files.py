@@ -171,3 +171,15 @@ def test_errors_are_one_line_unless_debug(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MPCL_DEBUG", "1")
     with pytest.raises(DataFormatError):
         main(args)
+
+
+def test_wesad_features_are_checked_after_the_cast(tmp_path):
+    from datamodules.wesad.fixtures import write_py2_pickle
+    from datamodules.wesad.layout import pickle_path
+
+    data, _ = make_subject("S2", seconds_per_condition=20.0, seed=0)
+    data["signal"]["chest"]["Temp"] = np.asarray(data["signal"]["chest"]["Temp"]) * 1e39
+    pickle_path(tmp_path, "S2").parent.mkdir(parents=True)
+    write_py2_pickle(data, pickle_path(tmp_path, "S2"))
+    with pytest.raises(ValueError, match=r"modality 'temp_chest' is outside the float32 range"):
+        load_subject(tmp_path, "S2", 5.0, 1.0, None)

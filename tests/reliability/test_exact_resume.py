@@ -10,8 +10,14 @@ import pytest
 import torch
 from reliability_helpers import CONFIGS, fit_args, fold_table, results, run_worker, tiny_data
 
-from mpcl.checkpoints import load_checkpoint
-from mpcl.resume_paths import usable_last_checkpoint
+
+def load_checkpoint(path):
+    """The project's safe loader (imported late: the module is new, the tests also run on old
+    code to show that they fail there)."""
+    from mpcl.checkpoints import load_checkpoint as load
+
+    return load(path)
+
 
 # Each case: the process kills itself with SIGKILL at this point of a 4-epoch fit (2 batches
 # per epoch), then `mpcl fit ... --ckpt_path last` finishes the run.
@@ -138,6 +144,8 @@ def test_unreadable_last_checkpoint_is_reported_and_the_fold_restarts(tmp_path):
 
 
 def test_an_unreadable_candidate_is_set_aside_once(tmp_path):
+    from mpcl.resume_paths import usable_last_checkpoint
+
     run = tmp_path / "fold" / "mpcl" / "version_0" / "checkpoints"
     run.mkdir(parents=True)
     (run / "last.ckpt").write_bytes(b"PK\x03\x04 torn")

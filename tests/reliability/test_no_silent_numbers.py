@@ -16,7 +16,6 @@ from reliability_helpers import REPO, tiny_data
 from datamodules import DataFormatError
 from datamodules.dmer import load_dmer_file
 from datamodules.synthetic import generate_synthetic_dmer
-from mpcl.callbacks.checkpoint import EpochCheckpoint
 from mpcl.callbacks.predictions import PredictionWriter
 from mpcl.cli import build_cli
 from mpcl.cli import main as mpcl_main
@@ -183,6 +182,8 @@ def test_non_finite_loss_stops_every_config(trained, tmp_path, monkeypatch, caps
 
 
 def test_best_checkpoint_never_has_a_non_finite_score(monkeypatch):
+    from mpcl.callbacks.checkpoint import EpochCheckpoint
+
     saved = []
     callback = EpochCheckpoint(monitor="val/kl", mode="min", save_top_k=1)
     monkeypatch.setattr(

@@ -12,13 +12,6 @@ import pytest
 import torch
 from reliability_helpers import REPO, tiny_data
 
-from mpcl.checkpoints import (
-    ALLOW_CLASSES_ENV,
-    CheckpointRefused,
-    check_class_path,
-    load_checkpoint,
-    resolve_checkpoint_path,
-)
 from mpcl.cli import build_cli
 from mpcl.cli import main as mpcl_main
 
@@ -138,6 +131,8 @@ def test_remote_checkpoints_are_refused(trained, url, monkeypatch, capsys, tmp_p
     with pytest.raises(SystemExit):
         mpcl_main(["test", *trained[1], f"--ckpt_path={url}"])
     _refused_in_one_line(capsys, url)
+    from mpcl.checkpoints import CheckpointRefused, load_checkpoint
+
     with pytest.raises(CheckpointRefused):
         load_checkpoint(url)
 
@@ -153,6 +148,8 @@ def test_resume_from_a_payload_is_refused(trained, tmp_path, monkeypatch, capsys
 
 
 def test_class_paths_are_checked_without_import(monkeypatch):
+    from mpcl.checkpoints import ALLOW_CLASSES_ENV, CheckpointRefused, check_class_path
+
     assert check_class_path("mpcl.models.MLPModule", "x") == "mpcl.models.MLPModule"
     assert check_class_path("mpcl.baselines.HeLoModule", "x")
     for bad in ("helpers.Model", "os.system", "mpcl.models.base.Batch", "mpcl.nonexistent.X", 3):
@@ -164,6 +161,8 @@ def test_class_paths_are_checked_without_import(monkeypatch):
 
 
 def test_file_urls_become_paths():
+    from mpcl.checkpoints import CheckpointRefused, resolve_checkpoint_path
+
     assert resolve_checkpoint_path("file:///tmp/a%20b.ckpt") == Path("/tmp/a b.ckpt")
     assert resolve_checkpoint_path("file://localhost/tmp/x.ckpt") == Path("/tmp/x.ckpt")
     with pytest.raises(CheckpointRefused):
