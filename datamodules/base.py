@@ -19,6 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
 from datamodules.batches import InMemoryBatches
+from datamodules.checkpoint_state import check_checkpoint_state, check_statistics, layout_of
 from datamodules.metadata import DatasetMetadata
 from datamodules.protocols import (
     DEFAULT_SPLIT_SEED,
@@ -388,27 +389,35 @@ class FeatureDataModule(LightningDataModule, ABC):
         ``subject_standardize`` records whether the rows were z-scored per subject before these
         statistics were applied, so that a checkpoint cannot be used with the other setting.
         """
+        settings = {
+            "standardize": self.standardize,
+            "subject_standardize": self.subject_standardize,
+            "modalities": layout_of(self.metadata.modality_shapes),
+        }
         if not self._statistics:
-            return {}
+            return settings
         return {
             "feature_mean": {k: mean for k, (mean, _) in self._statistics.items()},
             "feature_std": {k: std for k, (_, std) in self._statistics.items()},
-            "subject_standardize": self.subject_standardize,
+            **settings,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (Lightning calls it when a checkpoint is loaded)."""
         if not state_dict:
             return
-        trained_with = bool(state_dict.get("subject_standardize", False))
-        if trained_with != self.subject_standardize:
-            raise ValueError(
-                f"{type(self).__name__}: the checkpoint's model was trained with "
-                f"subject_standardize={trained_with}, but this datamodule has "
-                f"subject_standardize={self.subject_standardize}; set --data.subject_standardize "
-                f"{str(trained_with).lower()} to predict with it"
-            )
+        owner = type(self).__name__
+        check_checkpoint_state(
+            owner,
+            state_dict,
+            standardize=self.standardize,
+            subject_standardize=self.subject_standardize,
+            modality_shapes=self.metadata.modality_shapes,
+        )
+        if "feature_mean" not in state_dict:
+            return
         means, stds = state_dict["feature_mean"], state_dict["feature_std"]
+        check_statistics(owner, means, stds, MIN_STD)
         self._statistics = {k: (means[k].double(), stds[k].double()) for k in means}
         self.feature_mean = {k: m.float() for k, (m, _) in self._statistics.items()}
         self.feature_std = {k: s.float() for k, (_, s) in self._statistics.items()}

@@ -14,6 +14,7 @@ One MATLAB file per participant, ``<root>/<subject_id>.mat``, holding
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -119,6 +120,18 @@ def _check_feas(path: Path, feas: np.ndarray) -> None:
         )
 
 
+def _check_cast(path: Path, block: np.ndarray, first_column: int) -> None:
+    """Refuse features that are finite in the file but not in float32 (``|x| > 3.4e38``)."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        raise DataFormatError(
+            f"{path}: field 'feas' holds {int((~finite).sum())} values outside the float32 "
+            f"range (first at row {row}, column {first_column + column}); expected features "
+            "with |x| < 3.4e38"
+        )
+
+
 def _check_labels(path: Path, labels: np.ndarray, num_emotions: int) -> None:
     if labels.shape != (NUM_CLIPS, num_emotions):
         raise DataFormatError(
@@ -127,6 +140,14 @@ def _check_labels(path: Path, labels: np.ndarray, num_emotions: int) -> None:
         )
     if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)):
         raise DataFormatError(f"{path}: field 'dis_label' must hold finite real ratings")
+    with np.errstate(over="ignore"):
+        sums = labels.sum(axis=1)
+    overflow = np.flatnonzero(~np.isfinite(sums))
+    if len(overflow):
+        raise DataFormatError(
+            f"{path}: field 'dis_label' rows (clips) {overflow.tolist()} overflow when summed; "
+            "expected ratings on the PANAS scale (1-5)"
+        )
     negative = np.flatnonzero((labels < 0).any(axis=1))
     if len(negative):
         raise DataFormatError(
@@ -185,7 +206,13 @@ def load_dmer_file(
             f"expected rows for all {NUM_CLIPS} clips"
         )
     if "dis_label" in data:
-        labels = np.asarray(data["dis_label"], dtype=np.float64)
+        raw = np.asarray(data["dis_label"])
+        if np.iscomplexobj(raw) or not np.issubdtype(raw.dtype, np.number):
+            # A complex array would lose its imaginary part in the float conversion below.
+            raise DataFormatError(
+                f"{path}: field 'dis_label' has dtype {raw.dtype}, expected real ratings"
+            )
+        labels = raw.astype(np.float64)
         _check_labels(path, labels, len(DMER_EMOTIONS))
     else:
         labels = np.full((NUM_CLIPS, len(DMER_EMOTIONS)), np.nan)
@@ -201,6 +228,7 @@ def load_dmer_file(
     for name in keep:
         first, end, shape = DMER_COLUMNS[name]
         block = np.ascontiguousarray(feas[:, first:end], dtype=np.float32)
+        _check_cast(path, block, first)
         features[name] = torch.from_numpy(block).reshape(len(feas), *shape)
     target = labels / labels.sum(axis=1, keepdims=True)  # NaN rows stay NaN (no labels)
     return FeatureTable(
@@ -338,12 +366,22 @@ class DMERDataModule(FeatureDataModule):
         if not root.is_dir():
             raise DataFormatError(f"{root}: predict_root folder not found")
         files = []
+        seen: dict[int, Path] = {}
         for path in sorted(root.glob("*.mat")):
-            if not path.stem.isdigit():
+            # ASCII digits only: str.isdigit and int() also accept other scripts' digits.
+            if re.fullmatch(r"[0-9]+", path.stem) is None:
                 raise DataFormatError(
-                    f"{path}: predict_root files must be named <subject_id>.mat (an integer id)"
+                    f"{path}: predict_root files must be named <subject_id>.mat (an integer id "
+                    "in ASCII digits)"
                 )
-            files.append((int(path.stem), path))
+            subject = int(path.stem)
+            if subject in seen:
+                raise DataFormatError(
+                    f"{path}: subject id {subject} is also the id of {seen[subject]}; "
+                    "expected one file per subject"
+                )
+            seen[subject] = path
+            files.append((subject, path))
         if not files:
             raise DataFormatError(f"{root}: predict_root holds no <subject_id>.mat feature file")
         return sorted(files)

@@ -70,6 +70,7 @@ def _read_hdf5_mat(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
                     raise DataFormatError(
                         f"{path}: field {name!r} is a MATLAB struct, expected a numeric matrix"
                     )
+                _check_declared_size(path, name, node)
                 # Transpose back to MATLAB's orientation (see read_mat_variables).
                 out[name] = np.asarray(node[()]).T
             return out
@@ -79,6 +80,37 @@ def _read_hdf5_mat(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
         raise DataFormatError(
             f"{path}: not a readable MATLAB v7.3 (HDF5) file ({type(error).__name__}: {error})"
         ) from error
+
+
+def _current_umask() -> int:
+    """The process umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Largest compression ratio a compressed HDF5 dataset may claim (declared bytes / stored bytes).
+#: Real feature matrices compress far less; a dataset that claims more is not read at all.
+MAX_COMPRESSION_RATIO = 64
+
+
+def _check_declared_size(path: Path, name: str, node: h5py.Dataset) -> None:
+    """Refuse a dataset whose declared size the file cannot hold, before allocating it.
+
+    A tiny file can declare a huge shape (its chunks never written); reading it would allocate
+    the declared size. Uncompressed data must be stored in full; compressed data may be at most
+    :data:`MAX_COMPRESSION_RATIO` times larger than what is stored.
+    """
+    declared = int(np.prod(node.shape, dtype=np.float64)) * node.dtype.itemsize
+    stored = int(node.id.get_storage_size())
+    compressed = node.compression is not None or node.scaleoffset is not None
+    limit = stored * (MAX_COMPRESSION_RATIO if compressed else 1)
+    if declared > max(limit, 4096):
+        raise DataFormatError(
+            f"{path}: field {name!r} declares shape {tuple(reversed(node.shape))} "
+            f"({declared / 1e6:.1f} MB) but the file stores only {stored} bytes of it; "
+            "expected a complete matrix"
+        )
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
@@ -94,6 +126,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     tmp = Path(name)
     try:
         write(tmp)
+        # mkstemp creates the file 0600; give it the mode a plain open() would (0666 & ~umask).
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -16,7 +16,6 @@ ONNX is not offered: the ``onnx`` package is not part of this project's dependen
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import os
 import sys
@@ -28,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mpcl.checkpoints import load_checkpoint, model_class
+from mpcl.errors import pop_debug_flag, report_errors
 from mpcl.models.base import EmotionDistributionModule
 
 EXPORT_SUFFIXES = {".pt2": "export", ".pt": "torchscript"}
@@ -86,9 +87,9 @@ class InferenceModel(nn.Module):
         return preds
 
 
-def _model_class(path: str) -> type[EmotionDistributionModule]:
-    module_name, _, class_name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
+def _model_class(path: str, source: str = "--model-class") -> type[EmotionDistributionModule]:
+    # Checked against the project's model classes before anything is imported.
+    cls = model_class(path, source)
     if not (isinstance(cls, type) and issubclass(cls, EmotionDistributionModule)):
         raise TypeError(f"{path} is not an EmotionDistributionModule subclass")
     return cls
@@ -102,7 +103,7 @@ def load_checkpoint_model(
     The class is ``class_path`` or the checkpoint's own ``hyper_parameters._class_path``
     (LightningCLI records it).
     """
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(ckpt_path)  # weights-only, local, class path checked
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = class_path or hparams.get("_class_path")
     if not class_path:
@@ -111,7 +112,7 @@ def load_checkpoint_model(
             "(e.g. mpcl.models.MLPModule)"
         )
     init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    model = _model_class(class_path)(**init_args)
+    model = _model_class(class_path, os.fspath(ckpt_path))(**init_args)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint
 
@@ -207,7 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Export a checkpoint and check the exported model against it on random inputs."""
+    argv, debug = pop_debug_flag(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    return int(report_errors("mpcl.export", lambda: _export(args), debug))
+
+
+def _export(args: argparse.Namespace) -> int:
     model, checkpoint = load_checkpoint_model(args.ckpt, args.model_class)
     statistics = None if args.no_standardize else checkpoint_statistics(checkpoint)
     wrapper = InferenceModel(model, statistics)

@@ -24,8 +24,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def fingerprint(source: str | Path, settings: Mapping[str, Any]) -> str:
-    """A short hash of ``settings`` and the identity (path, size, mtime) of ``source``."""
+#: Array of an entry that holds the full key (settings and source identity) it was made from.
+SOURCE_KEY = "cache_source_key"
+
+
+def source_key(source: str | Path, settings: Mapping[str, Any]) -> str:
+    """The JSON text of ``settings`` and the identity (path, size, mtime) of ``source``."""
     stat = Path(source).stat()
     key = {
         "settings": dict(settings),
@@ -33,8 +37,12 @@ def fingerprint(source: str | Path, settings: Mapping[str, Any]) -> str:
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
     }
-    text = json.dumps(key, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def fingerprint(source: str | Path, settings: Mapping[str, Any]) -> str:
+    """A short hash of :func:`source_key`: the entry's file-name key."""
+    return hashlib.sha256(source_key(source, settings).encode()).hexdigest()[:20]
 
 
 def cache_path(cache_dir: str | Path, name: str, key: str) -> Path:
@@ -42,25 +50,38 @@ def cache_path(cache_dir: str | Path, name: str, key: str) -> Path:
     return Path(cache_dir) / f"{name}-{key}.npz"
 
 
-def load_entry(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache entry, or ``None`` if it is absent, unreadable or incomplete."""
+def load_entry(
+    path: Path, keys: tuple[str, ...], expected_source: str | None = None
+) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache entry, or ``None`` if it is absent, unreadable or incomplete.
+
+    With ``expected_source`` (a :func:`source_key`), an entry made from another source or with
+    other settings (a copied or renamed file, a hash collision) is not used either.
+    """
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
+            if expected_source is not None and (
+                SOURCE_KEY not in data.files or str(data[SOURCE_KEY]) != expected_source
+            ):
+                log.warning("cache entry %s was made from another source; recomputing", path)
+                return None
             if not set(keys) <= set(data.files):
                 log.warning(
                     "cache entry %s lacks arrays %s; recomputing", path, set(keys) - set(data.files)
                 )
                 return None
-            return {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files if key != SOURCE_KEY}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         log.warning("cache entry %s is unreadable (%s); recomputing", path, error)
         return None
 
 
-def save_entry(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays atomically: to a temporary file in the same folder, then rename."""
+def save_entry(path: Path, arrays: Mapping[str, np.ndarray], source: str | None = None) -> None:
+    """Write arrays (and the ``source`` key) atomically: a temporary file, then rename."""
+    if source is not None:
+        arrays = {**arrays, SOURCE_KEY: np.array(source)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -385,10 +385,20 @@ def extract_features(recording: WESADRecording, windows: Windows) -> dict[str, n
     if len(windows) == 0:
         raise ValueError(f"subject {recording.subject}: no windows to extract features from")
     _, segment = np.unique(windows.segment_start, return_inverse=True)
-    return {
-        name: impute_missing(extract_modality(recording, windows, name), segment).astype(np.float32)
-        for name in FEATURE_NAMES
-    }
+    out = {}
+    for name in FEATURE_NAMES:
+        values = impute_missing(extract_modality(recording, windows, name), segment)
+        out[name] = values.astype(np.float32)
+        # Checked after the cast: a finite float64 feature beyond 3.4e38 becomes inf in float32.
+        finite = np.isfinite(out[name])
+        if not finite.all():
+            row, column = np.argwhere(~finite)[0]
+            raise ValueError(
+                f"subject {recording.subject}: feature {FEATURE_NAMES[name][column]!r} of "
+                f"modality {name!r} is outside the float32 range in window {row} "
+                f"({int((~finite).sum())} values); check the signals' units"
+            )
+    return out
 
 
 def signal_lengths(recording: WESADRecording) -> dict[int, int]:

@@ -159,6 +159,31 @@ def _signal(value: Any, channels: int, where: str, path: Path) -> np.ndarray:
     return array
 
 
+#: Condition codes of WESAD's ``label`` array (readme: 0 transient, 1-4 study conditions,
+#: 5-7 ignored).
+LABEL_CODES = range(0, 8)
+
+
+def _label_codes(label: np.ndarray, path: Path) -> np.ndarray:
+    """``label`` as int64 codes; NaN, fractional or unknown codes are refused, not truncated."""
+    if label.dtype.kind == "f":
+        bad = ~np.isfinite(label) | (label != np.round(label))
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise WESADFormatError(
+                f"{path}: field 'label' holds {int(bad.sum())} non-integer codes (first "
+                f"{label[index].item()!r} at sample {index}); expected integer condition codes 0-7"
+            )
+    outside = (label < LABEL_CODES.start) | (label >= LABEL_CODES.stop)
+    if outside.any():
+        index = int(np.flatnonzero(outside)[0])
+        raise WESADFormatError(
+            f"{path}: field 'label' holds {int(outside.sum())} codes outside 0-7 (first "
+            f"{label[index].item()!r} at sample {index}); expected WESAD condition codes"
+        )
+    return np.asarray(label, dtype=np.int64)
+
+
 def validate_recording(data: Any, path: str | Path) -> WESADRecording:
     """Check an unpickled ``SX.pkl`` against the documented layout.
 
@@ -179,6 +204,7 @@ def validate_recording(data: Any, path: str | Path) -> WESADRecording:
     label = label.reshape(-1) if label.ndim == 2 and 1 in label.shape else label
     if label.ndim != 1:
         raise WESADFormatError(f"{path}: field 'label' has shape {label.shape}, expected (N,)")
+    label = _label_codes(label, path)
     n = len(label)
     chest_raw = _field(signal, "chest", "signal", path)
     wrist_raw = _field(signal, "wrist", "signal", path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.wesad.cache import cache_path, fingerprint, load_entry, save_entry
+from datamodules.wesad.cache import cache_path, fingerprint, load_entry, save_entry, source_key
 from datamodules.wesad.features import (
     FEATURE_NAMES,
     FEATURE_RATES,
@@ -76,6 +76,20 @@ def extract_subject(
     )
 
 
+def _consistent(cached: dict[str, np.ndarray], entry: Path) -> bool:
+    """Whether a cache entry's arrays fit together: one row per window, finite features."""
+    rows = {len(cached[key]) for key in _BOOKKEEPING}
+    features = [cached[f"feature_{name}"] for name in FEATURE_NAMES]
+    ok = (
+        len(rows) == 1
+        and all(f.ndim == 2 and len(f) in rows and np.isfinite(f).all() for f in features)
+        and np.isin(cached["condition"], (1, 2, 3, 4)).all()
+    )
+    if not ok:
+        log.warning("cache entry %s is inconsistent (rows, values); recomputing", entry)
+    return bool(ok)
+
+
 def load_subject(
     root: str | Path,
     subject: str,
@@ -108,8 +122,11 @@ def load_subject(
         "features": FEATURE_NAMES,
     }
     entry = cache_path(cache_dir, subject, fingerprint(path, settings))
+    source = source_key(path, settings)
     keys = tuple(f"feature_{name}" for name in FEATURE_NAMES) + _BOOKKEEPING
-    cached = load_entry(entry, keys)
+    cached = load_entry(entry, keys, expected_source=source)
+    if cached is not None and not _consistent(cached, entry):
+        cached = None
     if cached is not None:
         return SubjectWindows(
             subject=subject,
@@ -125,6 +142,7 @@ def load_subject(
                 **{f"feature_{name}": values for name, values in result.features.items()},
                 **{key: getattr(result, key) for key in _BOOKKEEPING},
             },
+            source=source,
         )
     except OSError as error:
         log.warning("could not cache WESAD features of %s in %s (%s)", subject, entry, error)

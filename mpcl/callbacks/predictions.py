@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from mpcl.guards import NonFiniteError
 from mpcl.io import atomic_write
 
 ID_COLUMNS = ("subject", "trial", "index")
@@ -106,6 +108,23 @@ def predictions_frame(
     return frame
 
 
+def check_finite_predictions(frame: pd.DataFrame, emotion_names: Sequence[str]) -> None:
+    """Refuse to write a table with a NaN or infinite predicted probability.
+
+    Raises:
+        NonFiniteError: Naming how many rows are affected and the first one's ids.
+    """
+    values = frame[list(emotion_names)].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        first = frame.loc[np.flatnonzero(bad)[0], [c for c in ID_COLUMNS if c in frame]]
+        raise NonFiniteError(
+            f"PredictionWriter: {int(bad.sum())} of {len(frame)} predicted rows are not finite "
+            f"(first: {first.to_dict()}); nothing was written. Check the checkpoint's "
+            "standardisation statistics and the features"
+        )
+
+
 class PredictionWriter(BasePredictionWriter):
     """Collect ``predict_step`` outputs and write them as one table at the end of ``predict``.
 
@@ -165,6 +184,8 @@ class PredictionWriter(BasePredictionWriter):
             path = self.output_path or str(
                 Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv"
             )
-            self.last_path = write_frame_atomically(predictions_frame(parts, names), path)
+            frame = predictions_frame(parts, names)
+            check_finite_predictions(frame, names)
+            self.last_path = write_frame_atomically(frame, path)
             print(f"Predictions of {sum(len(p['preds']) for p in parts)} rows: {path}", flush=True)
         trainer.strategy.barrier("PredictionWriter")

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from mpcl.guards import finite_or_none
 from mpcl.io import atomic_write_text, unused_path
 from mpcl.metrics import LDL_METRICS, LDLMetrics
 from mpcl.tables import markdown_table
@@ -117,6 +118,8 @@ class TestResultsReport(Callback):
             "ckpt_path": trainer.ckpt_path,
             "results": results,
         }
-        atomic_write_text(json_path, json.dumps(payload, indent=2) + "\n")
+        # NaN / inf become null: the file stays valid JSON (json.dumps would write bare NaN).
+        text = json.dumps(finite_or_none(payload), indent=2, allow_nan=False)
+        atomic_write_text(json_path, text + "\n")
         atomic_write_text(json_path.with_suffix(".md"), table + "\n")
         self.last_path = json_path

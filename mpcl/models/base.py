@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from datamodules.metadata import DatasetMetadata
+from mpcl.guards import check_finite_epoch
 from mpcl.losses import clamped_log, kl_divergence_loss
 from mpcl.metrics import LDLMetrics
 from mpcl.models.epoch_means import EpochMeans
@@ -167,6 +168,7 @@ class EmotionDistributionModule(LightningModule):
             values = {f"{stage}/{k}": v for k, v in means.compute(reduce_sum).items()}
         metrics = getattr(self, f"{stage}_metrics")
         values.update(metrics.compute())
+        check_finite_epoch(stage, values, self.current_epoch)  # a NaN loss stops the run
         self.log_dict(values, on_step=False, on_epoch=True)
         self._reset_epoch(stage)
 

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mpcl.errors import pop_debug_flag, report_errors
 from mpcl.io import atomic_write_text
 from mpcl.runner.aggregate import comparison_table, per_fold_means, read_folds
 from mpcl.runner.run import ProtocolRun
@@ -108,10 +109,11 @@ def split_overrides(argv: list[str] | None) -> tuple[list[str], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; arguments after ``--`` are passed to every fold's ``mpcl fit``."""
     own, overrides = split_overrides(argv)
+    own, debug = pop_debug_flag(own)
     args = build_parser().parse_args(own)
     if args.command == "run":
-        return _run(args, overrides)
-    return _compare(args)
+        return int(report_errors("mpcl-protocol", lambda: _run(args, overrides), debug))
+    return int(report_errors("mpcl-protocol", lambda: _compare(args), debug))
 
 
 if __name__ == "__main__":

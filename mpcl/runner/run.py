@@ -28,6 +28,7 @@ import pandas as pd
 
 from datamodules.table_cache import shared_tables
 from mpcl.io import atomic_write_text
+from mpcl.resume_paths import usable_last_checkpoint
 from mpcl.runner.aggregate import FOLDS_FILE, METRIC_NAMES, comparison_table, per_fold_means
 from mpcl.runner.provenance import provenance
 
@@ -102,6 +103,12 @@ class ProtocolRun:
         previous = json.loads(path.read_text())
         keys = ("config_texts", "overrides", "protocol")
         changed = [k for k in keys if previous.get(k) != info.get(k)]
+        if "seeds" in previous and sorted(previous["seeds"]) != sorted(info["seeds"]):
+            # One seed set per folder: the summary's header names the folder's seeds.
+            raise RuntimeError(
+                f"{path}: this folder holds a run with seeds {previous['seeds']}, not "
+                f"{info['seeds']}; use another --output folder for other seeds"
+            )
         if changed:
             raise RuntimeError(
                 f"{path}: this folder holds a run with different {changed}; results would be "
@@ -145,9 +152,12 @@ class ProtocolRun:
                 f"--trainer.logger.init_args.job_type={self.protocol}",
                 f"--trainer.logger.init_args.tags=[fold-{fold}, seed-{seed}, {self.protocol}]",
             ]
-        resume = sorted(fold_dir.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if resume:
-            args.append(f"--ckpt_path={resume[-1]}")
+        # An unreadable last.ckpt is reported and set aside (never retried); see the function.
+        resume, note = usable_last_checkpoint(fold_dir)
+        if note:
+            print(f"[mpcl-protocol] fold {fold} seed {seed}: {note}", file=sys.stderr, flush=True)
+        if resume is not None:
+            args.append(f"--ckpt_path={resume}")
         return args
 
     def _run_fold(self, fold: int, seed: int) -> dict[str, Any]:
