@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -241,6 +241,12 @@ class DMERDataModule(FeatureDataModule):
     """
 
     dataset_name = "dmer"
+    #: Names of the ``category`` codes of the rows (see :func:`clip_category`), for reports.
+    category_names: ClassVar[dict[int, str]] = {
+        0: "positive clip",
+        1: "negative clip",
+        2: "mixed clip",
+    }
 
     def __init__(
         self,

@@ -8,7 +8,8 @@
   instantiation, so no model config repeats a data set's shapes;
 * a checkpoint callback watching the model's monitor (``val/kl``), configurable as
   ``--checkpoint.*``, and the test report (``--results.*``) that scores the trivial baselines on
-  the same rows;
+  the same rows; the test pass saved for ``mpcl report`` (``--test_outputs.*``, see
+  :class:`~mpcl.callbacks.test_outputs.TestOutputsWriter`);
 * ``--test_after_fit true``: after ``fit``, test the best checkpoint on the test split;
 * defaults: seed 3407, CSV logs under ``runs/``, the Rich progress bar, the resolved config saved
   with every run (and logged to W&B when a ``WandbLogger`` is configured, see
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch.distributed
@@ -29,6 +31,7 @@ from datamodules.base import FeatureDataModule
 from mpcl.callbacks.config import LoggedConfig
 from mpcl.callbacks.predictions import PredictionWriter
 from mpcl.callbacks.results import TestResultsReport
+from mpcl.callbacks.test_outputs import TestOutputsWriter
 from mpcl.models.base import EmotionDistributionModule
 
 DEFAULT_SEED = 3407
@@ -51,6 +54,8 @@ class MPCLCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(TestResultsReport, "results")
+        # The one test-time pass that `mpcl report` draws every figure from (--test_outputs.*).
+        parser.add_lightning_class_args(TestOutputsWriter, "test_outputs")
         # Inert except in `predict`: writes every window's distribution (--predictions.output_path).
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_argument(
@@ -102,7 +107,15 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MPCLCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console-script entry point; a distributed run leaves its process group destroyed."""
+    """Console-script entry point; a distributed run leaves its process group destroyed.
+
+    ``mpcl report ...`` is not a LightningCLI subcommand: it goes to :mod:`mpcl.report.cli`.
+    """
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["report"]:
+        from mpcl.report.cli import main as report_main
+
+        raise SystemExit(report_main(argv[1:]))
     try:
         build_cli(args)
     finally:
