@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from mpcl.run_folder import write_test_outputs
@@ -122,6 +123,25 @@ class TestOutputsWriter(Callback):
                 arrays.update({k: v.detach().cpu().numpy() for k, v in state().items()})
             self.last_path = write_test_outputs(out_dir, arrays, self._meta(trainer, pl_module))
         trainer.strategy.barrier("TestOutputsWriter")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """With a W&B logger: write the run's report and log its figures and matrices."""
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers:
+            return
+        # trainer.log_dir is a collective under DDP: every rank asks, rank zero writes.
+        log_dir = trainer.log_dir
+        if not trainer.is_global_zero or self.last_path is None:
+            return
+        from mpcl.report.build import run_report
+        from mpcl.report.wandb_log import log_report
+        from mpcl.run_folder import RunFolder
+
+        folder = self.last_path.parent
+        logs = [Path(log_dir)] if log_dir else []
+        report = run_report(RunFolder(folder, logs), folder / "report")
+        for logger in loggers:
+            log_report(logger.experiment, report)
 
     def _gathered(self, trainer: Trainer) -> list[dict[str, Tensor]]:
         if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):

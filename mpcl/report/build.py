@@ -11,9 +11,11 @@ Everything read comes through :mod:`mpcl.run_folder`; every number drawn comes f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from mpcl.report.tables import latex_comparison, markdown_comparison
 from mpcl.run_folder import ProtocolFolder, RunFolder, TestOutputs, open_run
 
 REPORT_FILE = "report.html"
+P = ParamSpec("P")
 TRIVIAL = ("train-mean", "uniform")
 
 
@@ -84,7 +87,11 @@ def _training(writer: ReportWriter, run: RunFolder, label: str) -> None:
 
 
 def _scores(writer: ReportWriter, run: RunFolder, label: str) -> None:
-    payload = run.results()
+    try:
+        payload = run.results()
+    except FileNotFoundError as missing:
+        writer.note("scores", str(missing))
+        return
     frame = data.scores_with_baselines(payload["results"])
     fig = plots.scores(frame, f"Test metrics: {label} ({payload.get('num_samples')} windows)")
     writer.figure(
@@ -240,6 +247,18 @@ def _outputs_sections(writer: ReportWriter, outputs: TestOutputs | None, label: 
 
 
 # --------------------------------------------------------------------------- reports
+def _styled(build: Callable[P, Path]) -> Callable[P, Path]:
+    """Run a report builder inside the report's matplotlib style."""
+
+    @functools.wraps(build)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Path:
+        with plots.style():
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
+@_styled
 def run_report(run: RunFolder, output: Path, formats: Sequence[str] = ("png", "pdf")) -> Path:
     """The report of one run; returns the path of ``report.html``."""
     outputs = run.test_outputs()
@@ -253,6 +272,7 @@ def run_report(run: RunFolder, output: Path, formats: Sequence[str] = ("png", "p
     return writer.write()
 
 
+@_styled
 def protocol_report(
     protocol: ProtocolFolder, output: Path, formats: Sequence[str] = ("png", "pdf")
 ) -> Path:
@@ -332,6 +352,7 @@ def _per_fold_of(source: RunFolder | ProtocolFolder) -> dict[str, pd.DataFrame]:
     return {m: pd.DataFrame([v], index=pd.Index([0], name="fold")) for m, v in results.items()}
 
 
+@_styled
 def comparison_report(
     sources: Sequence[RunFolder | ProtocolFolder],
     output: Path,
@@ -438,15 +459,14 @@ def build_report(
     if not paths:
         raise ValueError("build_report: give at least one run folder")
     sources = [open_run(p) for p in paths]
-    with plots.style():
-        if len(sources) == 1:
-            source = sources[0]
-            folder = Path(output) if output else source.root / "report"
-            if isinstance(source, ProtocolFolder):
-                return protocol_report(source, folder, formats)
-            return run_report(source, folder, formats)
-        folder = Path(output) if output else Path("runs") / "comparison-report"
-        return comparison_report(sources, folder, reference, formats)
+    if len(sources) == 1:
+        source = sources[0]
+        folder = Path(output) if output else source.root / "report"
+        if isinstance(source, ProtocolFolder):
+            return protocol_report(source, folder, formats)
+        return run_report(source, folder, formats)
+    folder = Path(output) if output else Path("runs") / "comparison-report"
+    return comparison_report(sources, folder, reference, formats)
 
 
 def figure_index(report: Path) -> dict[str, list[str]]:

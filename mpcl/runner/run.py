@@ -29,6 +29,7 @@ import pandas as pd
 from datamodules.table_cache import shared_tables
 from mpcl.io import atomic_write_text
 from mpcl.runner.aggregate import FOLDS_FILE, METRIC_NAMES, comparison_table, per_fold_means
+from mpcl.runner.progress import RunProgress
 from mpcl.runner.provenance import provenance
 
 RESULTS_FILE = "test_results.json"
@@ -215,16 +216,20 @@ class ProtocolRun:
         csv_path = self.output_dir / FOLDS_FILE
         frame = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
         done = set() if frame.empty else set(zip(frame["fold"], frame["seed"], strict=True))
+        progress = RunProgress(len(folds) * len(self.seeds))
         # In-process folds read the data set once: every fold's datamodule reuses the table.
         with shared_tables():
             for fold in folds:
                 for seed in self.seeds:
                     if (fold, seed) in done:
                         log(f"[mpcl-protocol] fold {fold} seed {seed}: finished earlier, skipped")
+                        progress.skip()
                         continue
+                    log(progress.begin(fold, seed))
                     frame = self._with_fold(fold, seed, fold_count, model_name, frame, log)
                     atomic_write_text(csv_path, frame.to_csv(index=False))
                     done.add((fold, seed))
+                    progress.end()
         self.write_summary(frame)
         return frame
 
