@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from report_helpers import MPCL, tiny
 
 from mpcl.run_folder import read_test_outputs, write_test_outputs
-from report_helpers import MPCL, tiny
 
 
 def test_mpcl_run_saves_every_test_window_once(mpcl_run):
