@@ -6,7 +6,8 @@ Layout of a protocol run (``output_dir``)::
     folds.csv               one row per (method, fold, seed): the model and the trivial baselines
     summary.md / .csv       mean ± std over folds
     fold-00-seed-3407/      the fold's logs, checkpoints, resolved config.yaml, split.json,
-                            test_results.json (its presence marks the fold finished)
+                            test_results.json (its presence marks the fold finished),
+                            test_outputs.npz / .json (the test pass that reports are drawn from)
 
 ``folds.csv`` is rewritten atomically after every fold. On restart, finished folds are skipped
 and a fold that was interrupted mid-training resumes from its ``last.ckpt``, so a killed run loses
@@ -136,6 +137,7 @@ class ProtocolRun:
             f"--trainer.default_root_dir={fold_dir}",
             f"--trainer.logger.init_args.save_dir={fold_dir}",
             f"--results.output_dir={fold_dir}",
+            f"--test_outputs.output_dir={fold_dir}",
             "--trainer.enable_progress_bar=false",
         ]
         if self._uses_wandb:
