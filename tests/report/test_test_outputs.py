@@ -81,5 +81,5 @@ def test_read_names_the_file_and_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"test_outputs.npz: arrays \['target'"):
         read_test_outputs(tmp_path / "test_outputs.npz")
     (tmp_path / "test_outputs.json").unlink()
-    with pytest.raises(FileNotFoundError, match="test_outputs.json: missing"):
+    with pytest.raises(FileNotFoundError, match=r"test_outputs\.json: missing"):
         read_test_outputs(tmp_path / "test_outputs.npz")
