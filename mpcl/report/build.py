@@ -79,7 +79,7 @@ def _training(writer: ReportWriter, run: RunFolder, label: str) -> None:
     epoch = run.selected_epoch()
     fig = plots.training_curves(curves, epoch, f"Learning curves: {label}")
     caption = (
-        "Per-epoch training and validation loss, each loss term (validation dashed) and the "
+        "Per-epoch training and validation loss, each loss term (unweighted) and the "
         "validation metrics; the dotted line marks the epoch of the tested checkpoint"
         + (f" ({epoch})." if epoch is not None else " (unknown).")
     )
@@ -104,6 +104,7 @@ def _scores(writer: ReportWriter, run: RunFolder, label: str) -> None:
         "predictors on the same test windows (arrows: better direction).",
     )
     wide = frame.pivot(index="method", columns="metric", values="value")[data.METRIC_NAMES]
+    wide.columns.name = None
     writer.table("scores", "Test metrics", wide.reset_index())
 
 

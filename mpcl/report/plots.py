@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mpcl.report.data import HIGHER_IS_BETTER, METRIC_DISPLAY, METRIC_NAMES
 
@@ -102,7 +103,10 @@ def training_curves(curves: pd.DataFrame, selected_epoch: int | None, title: str
     names = list(dict.fromkeys(curves["name"]))
     panels = [
         ("total loss", [n for n in names if n in ("train/loss_epoch", "val/loss")]),
-        ("training loss terms", [n for n in names if n.startswith("train/loss_")]),
+        (
+            "training loss terms",
+            [n for n in names if n.startswith("train/loss_") and n != "train/loss_epoch"],
+        ),
         ("validation loss terms", [n for n in names if n.startswith("val/loss_")]),
     ]
     panels += [
@@ -121,6 +125,7 @@ def training_curves(curves: pd.DataFrame, selected_epoch: int | None, title: str
             ax.axvline(selected_epoch, color="0.4", lw=0.8, ls=":", label="tested epoch")
         ax.set_title(panel_title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(series) > 1:
             ax.legend(frameon=False, loc="best", fontsize=6)
     for ax in axes.ravel()[len(panels) :]:
@@ -142,6 +147,7 @@ def fold_curves(curves: pd.DataFrame, selected: dict[str, int | None], title: st
             value = float(kl.loc[kl["epoch"] == epoch, "value"].iloc[0])
             ax.plot([epoch], [value], "o", color=colour, ms=4)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation KL ↓")
     ax.set_title(f"{title}\n(dots: tested epoch)")
     ax.legend(frameon=False, fontsize=6, loc="upper right")
