@@ -191,7 +191,8 @@ def _prototypes(writer: ReportWriter, outputs: TestOutputs, label: str) -> None:
                 plots.projection(tsne, names, f"Prototypes and test windows, t-SNE: {label}"),
                 tsne,
                 "Prototype banks and window embeddings (t-SNE)",
-                "As above, with t-SNE (scikit-learn, seed 0) instead of PCA.",
+                "As above, with t-SNE (scikit-learn, seed 0) instead of PCA, on at most "
+                f"{data.TSNE_WINDOWS} evenly spaced windows.",
             )
     relations = data.relation_panels(outputs)
     if relations is None:

@@ -276,6 +276,10 @@ def tsne_2d(points: np.ndarray, seed: int = 0) -> np.ndarray | None:
     return tsne.fit_transform(np.asarray(points, dtype=np.float64))
 
 
+#: Most windows in a t-SNE projection (its cost grows faster than linearly), evenly spaced.
+TSNE_WINDOWS = 1000
+
+
 def prototype_projection(outputs: TestOutputs, method: str = "pca") -> pd.DataFrame | None:
     """2-D projection of each branch's prototype bank with that branch's test-window embeddings.
 
@@ -284,7 +288,8 @@ def prototype_projection(outputs: TestOutputs, method: str = "pca") -> pd.DataFr
 
     Args:
         outputs: The test pass (needs ``bank_<branch>`` and ``embedding_<branch>``).
-        method: ``pca``, or ``tsne`` (``None`` is returned without scikit-learn).
+        method: ``pca``, or ``tsne`` (at most :data:`TSNE_WINDOWS` windows; ``None`` is
+            returned without scikit-learn).
 
     Returns:
         ``branch, kind (prototype | window), emotion, x, y`` (``emotion``: the prototype's, or the
@@ -299,6 +304,9 @@ def prototype_projection(outputs: TestOutputs, method: str = "pca") -> pd.DataFr
         c, k, d = bank.shape
         embeddings = np.asarray(outputs[f"embedding_{branch}"], dtype=np.float64)
         rows = outputs["embedding_rows"]
+        if method == "tsne" and len(rows) > TSNE_WINDOWS:
+            keep = np.unique(np.linspace(0, len(rows) - 1, TSNE_WINDOWS).astype(np.int64))
+            embeddings, rows = embeddings[keep], rows[keep]
         points = np.concatenate([bank.reshape(c * k, d), embeddings])
         xy = pca_2d(points) if method == "pca" else tsne_2d(points)
         if xy is None:
