@@ -337,8 +337,12 @@ def heatmap_rows(
         for ax in axes[r, len(panels[row]) :]:
             ax.axis("off")
         if image is not None:
-            # Beside the whole row, so that rows of different lengths stay aligned.
-            fig.colorbar(image, ax=axes[r, :].tolist(), shrink=0.8, aspect=15)
+            # Beside the whole row (rows of different lengths stay aligned), unless a panel of
+            # the row has a scale of its own: then beside the panels that share this one.
+            own_scale = len(shared) < len(panels[row])
+            where = [axes[r, c] for c, p in enumerate(panels[row]) if p in shared]
+            where = where if own_scale else axes[r, :].tolist()
+            fig.colorbar(image, ax=where, shrink=0.8, aspect=15)
     fig.suptitle(title)
     return fig
 
@@ -391,7 +395,9 @@ def gates(frame: pd.DataFrame, emotion_names: Sequence[str], title: str) -> Figu
     branch = frame[frame["gate"] == "branch"]
     branches = list(dict.fromkeys(scale["branch"]))
     panels = len(branches) + (1 if len(branch) else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(FULL_WIDTH, 2.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, panels, figsize=(FULL_WIDTH, 3.0), squeeze=False, layout="constrained"
+    )
     order = ["all", *emotion_names]
     for ax, name in zip(axes[0], branches, strict=False):
         part = scale[scale["branch"] == name]
@@ -410,17 +416,7 @@ def gates(frame: pd.DataFrame, emotion_names: Sequence[str], title: str) -> Figu
         _emotion_ticks(ax, list(table.index))
         ax.set_ylabel("mean gate weight")
         ax.set_title(f"MSAM scale gate, {name}\n(windows by dominant emotion)")
-        ax.set_ylim(0, 1.3)
-        ax.legend(
-            frameon=False,
-            loc="upper center",
-            ncols=len(table.columns),
-            fontsize=6,
-            handlelength=1.0,
-            columnspacing=0.8,
-            title="pooling window",
-            title_fontsize=6,
-        )
+        ax.set_ylim(0, 1.0)
     if len(branch):
         ax = axes[0, -1]
         table = branch.set_index("emotion")["value"].reindex(order)
@@ -430,8 +426,15 @@ def gates(frame: pd.DataFrame, emotion_names: Sequence[str], title: str) -> Figu
         ax.set_ylim(0, 1.0)
         ax.set_ylabel("mean gate g (1 - g: behavioral)")
         ax.set_title("branch gate per emotion query")
+    if branches:
+        fig.legend(
+            *axes[0, 0].get_legend_handles_labels(),
+            loc="outside lower center",
+            ncols=len(scale["component"].unique()),
+            frameon=False,
+            title="MSAM pooling window",
+        )
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 

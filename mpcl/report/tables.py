@@ -61,7 +61,15 @@ def markdown_comparison(frame: pd.DataFrame, digits: int = 4) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%")):
+    replacements = (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("±", r"$\pm$"),
+        ("†", r"$^\dagger$"),
+    )
+    for char, escaped in replacements:
         text = text.replace(char, escaped)
     return text
 

@@ -36,12 +36,12 @@ def test_markdown_bolds_the_best_per_metric_and_marks_significance():
 
 
 def test_latex_is_booktabs_with_bold_and_arrows():
-    text = latex_comparison(frame(), caption="Results 100% on fold_0")
+    text = latex_comparison(frame(), caption="Results 100% on fold_0, mean ± std")
     assert text.startswith(r"\begin{table}") and r"\toprule" in text and r"\midrule" in text
     assert r"KL $\downarrow$" in text and r"Intersection $\uparrow$" in text
     assert r"\textbf{0.1000 $\pm$ 0.0100}" in text
     assert r"$^\dagger$" in text
-    assert r"100\% on fold\_0" in text
+    assert r"100\% on fold\_0, mean $\pm$ std" in text
 
 
 def test_progress_counts_folds_and_estimates_time_left():
