@@ -31,7 +31,7 @@ export WANDB_MODE ?= disabled
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-full lint format fit protocol ablations baselines sweep agent clean many-subjects many-bench bench
+.PHONY: help install demo report test test-full lint format fit protocol ablations baselines sweep agent clean many-subjects many-bench bench
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -48,9 +48,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv, install the pinned CPU torch first, then the project with dev tools
 
-demo: $(STAMP) ## Train the main model on the built-in synthetic data set and print its test metrics
+demo: $(STAMP) ## Train the main model on the built-in synthetic data set, print its test metrics, write its report
 	time $(MPCL) fit --config experiments/synthetic/mpcl.yaml --test_after_fit true \
 		--trainer.logger.init_args.name demo $(ARGS)
+	$(MPCL) report runs/demo
+
+report: $(STAMP) ## Figures and a self-contained report.html: make report RUN=runs/demo (several RUN folders: a comparison)
+	@test -n "$(RUN)" || { echo "usage: make report RUN=<run folder> [RUN=\"A B\" compares]" >&2; exit 2; }
+	$(MPCL) report $(RUN) $(ARGS)
 
 # pytest exits 5 when it collects nothing: say so loudly and fail, never pass silently.
 # One thread per process: the DDP tests run two processes at once, and tiny tensors gain nothing

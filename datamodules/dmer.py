@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -269,6 +269,12 @@ class DMERDataModule(FeatureDataModule):
     """
 
     dataset_name = "dmer"
+    #: Names of the ``category`` codes of the rows (see :func:`clip_category`), for reports.
+    category_names: ClassVar[dict[int, str]] = {
+        0: "positive clip",
+        1: "negative clip",
+        2: "mixed clip",
+    }
 
     def __init__(
         self,

@@ -8,7 +8,8 @@
   instantiation, so no model config repeats a data set's shapes;
 * a checkpoint callback watching the model's monitor (``val/kl``), configurable as
   ``--checkpoint.*``, and the test report (``--results.*``) that scores the trivial baselines on
-  the same rows;
+  the same rows; the test pass saved for ``mpcl report`` (``--test_outputs.*``, see
+  :class:`~mpcl.callbacks.test_outputs.TestOutputsWriter`);
 * ``--test_after_fit true``: after ``fit``, test the best checkpoint on the test split;
 * defaults: seed 3407, CSV logs under ``runs/``, the Rich progress bar, the resolved config saved
   with every run (and logged to W&B when a ``WandbLogger`` is configured, see
@@ -33,6 +34,7 @@ from mpcl.callbacks.config import LoggedConfig
 from mpcl.callbacks.predictions import PredictionWriter
 from mpcl.callbacks.results import TestResultsReport
 from mpcl.callbacks.resume import ExactResume
+from mpcl.callbacks.test_outputs import TestOutputsWriter
 from mpcl.checkpoints import load_checkpoint, resolve_checkpoint_path
 from mpcl.errors import pop_debug_flag, report_errors
 from mpcl.models.base import EmotionDistributionModule
@@ -63,6 +65,8 @@ class MPCLCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(TestResultsReport, "results")
+        # The one test-time pass that `mpcl report` draws every figure from (--test_outputs.*).
+        parser.add_lightning_class_args(TestOutputsWriter, "test_outputs")
         # Inert except in `predict`: writes every window's distribution (--predictions.output_path).
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_argument(
@@ -181,8 +185,14 @@ def main(args: list[str] | None = None) -> None:
     """Console-script entry point; a distributed run leaves its process group destroyed.
 
     An error is reported in one line (exit status 1); ``--debug`` or ``MPCL_DEBUG=1`` shows the
-    traceback (:mod:`mpcl.errors`).
+    traceback (:mod:`mpcl.errors`). ``mpcl report ...`` is not a LightningCLI subcommand: it goes
+    to :mod:`mpcl.report.cli`.
     """
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["report"]:
+        from mpcl.report.cli import main as report_main
+
+        raise SystemExit(report_main(argv[1:]))
     if args is None:
         sys.argv[1:], debug = pop_debug_flag(sys.argv[1:])
     else:

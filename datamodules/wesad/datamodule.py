@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -73,6 +73,14 @@ class WESADDataModule(FeatureDataModule):
         shuffle_seed: Seed of the training-batch permutations.
         split_file: If set, the split is written to this JSON file at setup.
     """
+
+    #: Names of the ``category`` codes (the study conditions), for reports.
+    category_names: ClassVar[dict[int, str]] = {
+        1: "baseline",
+        2: "stress",
+        3: "amusement",
+        4: "meditation",
+    }
 
     def __init__(
         self,

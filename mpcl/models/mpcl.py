@@ -160,3 +160,7 @@ class MPCLModule(EmotionDistributionModule):
         if "co" in aux:
             terms["co"] = (self.lambda_co, aux["co"])
         return terms
+
+    def analysis_state(self) -> dict[str, Tensor]:
+        """Prototype banks and MSAM scales of the network (see :meth:`MPCLNet.analysis_state`)."""
+        return self.net.analysis_state()

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from datamodules.metadata import DatasetMetadata
 from mpcl.nn.compression import FlatHead, HierarchicalCompressionHead
-from mpcl.nn.distillation import prototype_relation_distillation
+from mpcl.nn.distillation import emotion_relations, prototype_relation_distillation
 from mpcl.nn.fusion import ConcatFusion, FusionAnchor, MultiScaleAssociativeFusion, TokenNorm
 from mpcl.nn.prototypes import EMAWeighting, NoPrototypes, PrototypeBank, PrototypeOutput
 from mpcl.nn.retrieval import BranchGate, CooccurrenceRetrieval, NoRetrieval, cooccurrence_loss
@@ -234,6 +234,9 @@ class MPCLNet(nn.Module):
             (``[B, C]``), ``scale_gate_<branch>`` (``[B, T, S]``), ``branch_gate``
             (``[B, C, D]``), ``compression_attention`` (``[B, C]``), and with a target the
             unweighted loss terms ``prd`` and ``co``. Entries of disabled components are absent.
+            For analysis, detached: ``embedding_<branch>`` (the pooled branch embedding
+            ``[B, D]``) and ``relations_<branch>`` (the emotion-to-emotion relations ``R`` that
+            distillation aligns, ``[B, C, C-1]``, row ``c`` over the other emotions).
         """
         if target is not None and target.shape[-1] != self.num_emotions:
             raise ValueError(
@@ -250,6 +253,10 @@ class MPCLNet(nn.Module):
             outputs[name] = self.prototypes[name](fused, target)
             if outputs[name].assignments is not None:
                 aux[f"assignments_{name}"] = outputs[name].assignments
+            # For analysis only (report figures): detached, so the objective is unchanged.
+            aux[f"embedding_{name}"] = outputs[name].pooled.detach()
+            with torch.no_grad():
+                aux[f"relations_{name}"] = emotion_relations(outputs[name].emotions, self.tau).exp()
 
         if self.branch_gate is not None:
             queries, aux["branch_gate"] = self.branch_gate(
@@ -285,3 +292,20 @@ class MPCLNet(nn.Module):
             if retrieved.log_cooccurrence is not None:
                 aux["co"] = cooccurrence_loss(retrieved.log_cooccurrence, target)
         return logits.softmax(dim=-1), aux
+
+    def analysis_state(self) -> dict[str, Tensor]:
+        """What the report needs of the network beyond ``aux``: prototype banks and MSAM scales.
+
+        Returns:
+            ``bank_<branch>`` (``[C, K, D]``, a copy) for every branch with a prototype bank, and
+            ``scales_<branch>`` (the pooling windows of its multi-scale memory) where it has one.
+        """
+        state: dict[str, Tensor] = {}
+        for name in self.branches:
+            bank = getattr(self.prototypes[name], "bank", None)
+            if isinstance(bank, Tensor):
+                state[f"bank_{name}"] = bank.detach().clone()
+            scales = getattr(self.fusion[name], "scales", None)
+            if scales is not None:
+                state[f"scales_{name}"] = torch.tensor(scales)
+        return state

@@ -6,7 +6,8 @@ Layout of a protocol run (``output_dir``)::
     folds.csv               one row per (method, fold, seed): the model and the trivial baselines
     summary.md / .csv       mean ± std over folds
     fold-00-seed-3407/      the fold's logs, checkpoints, resolved config.yaml, split.json,
-                            test_results.json (its presence marks the fold finished)
+                            test_results.json (its presence marks the fold finished),
+                            test_outputs.npz / .json (the test pass that reports are drawn from)
 
 ``folds.csv`` is rewritten atomically after every fold. On restart, finished folds are skipped
 and a fold that was interrupted mid-training resumes from its ``last.ckpt``, so a killed run loses
@@ -30,6 +31,7 @@ from datamodules.table_cache import shared_tables
 from mpcl.io import atomic_write_text
 from mpcl.resume_paths import usable_last_checkpoint
 from mpcl.runner.aggregate import FOLDS_FILE, METRIC_NAMES, comparison_table, per_fold_means
+from mpcl.runner.progress import RunProgress
 from mpcl.runner.provenance import provenance
 
 RESULTS_FILE = "test_results.json"
@@ -142,6 +144,7 @@ class ProtocolRun:
             f"--trainer.default_root_dir={fold_dir}",
             f"--trainer.logger.init_args.save_dir={fold_dir}",
             f"--results.output_dir={fold_dir}",
+            f"--test_outputs.output_dir={fold_dir}",
             "--trainer.enable_progress_bar=false",
         ]
         if self._uses_wandb:
@@ -225,16 +228,20 @@ class ProtocolRun:
         csv_path = self.output_dir / FOLDS_FILE
         frame = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
         done = set() if frame.empty else set(zip(frame["fold"], frame["seed"], strict=True))
+        progress = RunProgress(len(folds) * len(self.seeds))
         # In-process folds read the data set once: every fold's datamodule reuses the table.
         with shared_tables():
             for fold in folds:
                 for seed in self.seeds:
                     if (fold, seed) in done:
                         log(f"[mpcl-protocol] fold {fold} seed {seed}: finished earlier, skipped")
+                        progress.skip()
                         continue
+                    log(progress.begin(fold, seed))
                     frame = self._with_fold(fold, seed, fold_count, model_name, frame, log)
                     atomic_write_text(csv_path, frame.to_csv(index=False))
                     done.add((fold, seed))
+                    progress.end()
         self.write_summary(frame)
         return frame
 

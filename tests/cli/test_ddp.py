@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from mpcl.run_folder import read_test_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "experiments" / "synthetic" / "mpcl.yaml"
@@ -89,10 +92,18 @@ def test_ddp_fit_test_equals_single_process_test_of_its_checkpoint(tmp_path):
             f"--ckpt_path={best}",
             *_data_args(data, tmp_path / "split-single.json"),
             f"--results.output_dir={tmp_path / 'single'}",
+            f"--test_outputs.output_dir={tmp_path / 'single'}",
         ],
         cwd=tmp_path,
     )
     single = json.loads((tmp_path / "single" / "test_results.json").read_text())
+    # The saved test pass (for reports): rank 0 gathered every rank's rows, each row once.
+    ddp_pass = read_test_outputs(written[0].with_name("test_outputs.npz"))
+    single_pass = read_test_outputs(tmp_path / "single" / "test_outputs.npz")
+    np.testing.assert_array_equal(ddp_pass["index"], sorted(split["splits"]["test"]["rows"]))
+    np.testing.assert_array_equal(ddp_pass["index"], single_pass["index"])
+    np.testing.assert_allclose(ddp_pass["preds"], single_pass["preds"], atol=1e-6)
+    np.testing.assert_allclose(ddp_pass["cooccurrence"], single_pass["cooccurrence"], atol=1e-6)
     assert json.loads((tmp_path / "split-single.json").read_text()) == split  # same rows
     assert single["world_size"] == 1
     assert single["num_samples"] == test_rows

@@ -132,6 +132,8 @@ def test_full_model_components_and_aux(dmer_grouped, make_batch, make_target):
         "log_probs", "cooccurrence", "prd", "co", "branch_gate", "compression_attention",
         "assignments_physiological", "assignments_behavioral",
         "scale_gate_physiological", "scale_gate_behavioral",
+        "embedding_physiological", "embedding_behavioral",
+        "relations_physiological", "relations_behavioral",
     }  # fmt: skip
     assert set(aux) == expected
     assert aux["scale_gate_physiological"].shape == (5, 18, 3)
@@ -251,3 +253,44 @@ def test_overfits_a_small_batch(dmer_grouped, make_batch, make_target):
     _, aux = net.eval()(batch)
     kl = kl_divergence_loss(target, aux["log_probs"]).item()
     assert kl < 0.01, f"KL {kl:.4f} after 200 steps ({elapsed:.1f} s)"
+
+
+def test_analysis_outputs_leave_the_forward_results_unchanged(
+    dmer_grouped, make_batch, make_target, monkeypatch
+):
+    """The report's aux entries are detached extras: predictions and gradients do not move."""
+    import mpcl.nn.mpcl_net as mpcl_net_module
+
+    torch.manual_seed(0)
+    net = MPCLNet(dmer_grouped, **SMALL).eval()
+    batch, target = make_batch(dmer_grouped, 5), make_target(5, 10)
+    preds, aux = net(batch, target)
+    for branch in ("physiological", "behavioral"):
+        embedding, relations = aux[f"embedding_{branch}"], aux[f"relations_{branch}"]
+        assert embedding.shape == (5, SMALL["hidden_dim"]) and not embedding.requires_grad
+        assert relations.shape == (5, 10, 9) and not relations.requires_grad
+        torch.testing.assert_close(relations.sum(-1), torch.ones(5, 10))
+    loss = total_loss(target, aux)
+    grads = torch.autograd.grad(loss, [p for p in net.parameters() if p.requires_grad])
+
+    # The same network with the relation computation replaced by a constant.
+    monkeypatch.setattr(
+        mpcl_net_module, "emotion_relations", lambda z, tau: torch.zeros(z.shape[0], 10, 9)
+    )
+    preds_without, aux_without = net(batch, target)
+    torch.testing.assert_close(preds_without, preds, rtol=0, atol=0)
+    loss_without = total_loss(target, aux_without)
+    grads_without = torch.autograd.grad(
+        loss_without, [p for p in net.parameters() if p.requires_grad]
+    )
+    for a, b in zip(grads, grads_without, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_analysis_state_holds_banks_and_scales(dmer_grouped):
+    net = MPCLNet(dmer_grouped, **SMALL)
+    state = net.analysis_state()
+    bank = net.prototypes["physiological"].bank
+    torch.testing.assert_close(state["bank_physiological"], bank)
+    assert state["bank_physiological"].data_ptr() != bank.data_ptr()  # a copy
+    assert state["scales_physiological"].tolist() == list(net.fusion["physiological"].scales)
