@@ -26,12 +26,19 @@ BASELINE_DIR = runs/baselines/$(DATASET)-$(PROTOCOL)
 BASELINE_RUNS = $(foreach b,$(BASELINES) \
 	$(if $(filter $(PROTOCOL),$(SUBJECT_DEPENDENT_PROTOCOLS)),trivial_subject_mean),\
 	$(if $(wildcard experiments/$(DATASET)/$(b).yaml),$(b)))
+# Robustness protocol and data-size curve (docs/robustness.md). The defaults are the quick setting
+# (a few minutes on 2 cores); the full setting is in docs/robustness.md.
+ROBUSTNESS_MODELS ?= mpcl mlp late_fusion
+ROBUSTNESS_ARGS ?= --trainer.max_epochs=5
+ROBUSTNESS_DIR ?= runs/robustness/$(DATASET)-$(PROTOCOL)-quick
+DATASIZE_SIZES ?= $(if $(filter $(PROTOCOL),$(SUBJECT_DEPENDENT_PROTOCOLS)),0.1 0.25 0.5 0,2 4 8 0)
+DATASIZE_DIR ?= runs/datasize/$(DATASET)-$(PROTOCOL)-quick
 # Tests never talk to a W&B server.
 export WANDB_MODE ?= disabled
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo report test test-full lint format fit protocol ablations baselines sweep agent clean many-subjects many-bench bench
+.PHONY: help install demo report test test-full lint format fit protocol ablations baselines sweep agent clean many-subjects many-bench bench robustness datasize
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -119,6 +126,14 @@ baseline-%: $(STAMP) ## One method of the baseline table, e.g. make baseline-aa_
 baselines: baseline-mpcl $(addprefix baseline-,$(BASELINE_RUNS)) ## MPCL and every baseline over PROTOCOL's folds, then one table with MPCL's Wilcoxon tests
 	$(RUNNER) compare $(BASELINE_DIR)/mpcl $(addprefix $(BASELINE_DIR)/,$(BASELINE_RUNS)) \
 		--reference mpcl --output $(BASELINE_DIR)/baselines
+
+robustness: $(STAMP) ## Train ROBUSTNESS_MODELS once per fold, test each with missing/noisy modalities: table + degradation figure
+	$(RUNNER) robustness --models $(ROBUSTNESS_MODELS) --dataset $(DATASET) --protocol $(PROTOCOL) \
+		--seeds $(SEEDS) --output $(ROBUSTNESS_DIR) -- $(ROBUSTNESS_ARGS)
+
+datasize: $(STAMP) ## The same models on fewer training subjects (or windows per clip): table + figure per metric vs size
+	$(RUNNER) datasize --models $(ROBUSTNESS_MODELS) --dataset $(DATASET) --protocol $(PROTOCOL) \
+		--seeds $(SEEDS) --sizes $(DATASIZE_SIZES) --output $(DATASIZE_DIR) -- $(ROBUSTNESS_ARGS)
 
 # Sweeps need the W&B server (an agent asks it for every run's values): online, whatever the
 # WANDB_MODE default above. The agent starts `python` from PATH, so the venv's comes first.

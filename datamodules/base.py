@@ -10,8 +10,10 @@ batches that shard exactly across distributed ranks - lives here.
 from __future__ import annotations
 
 import dataclasses
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -20,7 +22,15 @@ from torch import Tensor
 
 from datamodules.batches import InMemoryBatches
 from datamodules.checkpoint_state import check_checkpoint_state, check_statistics, layout_of
+from datamodules.data_size import DataSize, subsample_training_rows
+from datamodules.io import atomic_write_text
 from datamodules.metadata import DatasetMetadata
+from datamodules.modality_mask import (
+    ModalityDropoutMixin,
+    ModalityMasking,
+    apply_masking,
+    masking_report,
+)
 from datamodules.protocols import (
     DEFAULT_SPLIT_SEED,
     Split,
@@ -51,6 +61,10 @@ class LightningInMemoryBatches(InMemoryBatches):
     batch_sampler = None
 
 
+class ModalityDropoutBatches(ModalityDropoutMixin, LightningInMemoryBatches):
+    """Training batches with modality dropout (see :class:`ModalityMasking`)."""
+
+
 class FeatureDataModule(LightningDataModule, ABC):
     """Base class of the in-memory feature datamodules.
 
@@ -77,6 +91,11 @@ class FeatureDataModule(LightningDataModule, ABC):
         shuffle_seed: Seed of the training-batch permutations (epoch ``e`` uses ``seed + e``).
         split_file: If set, the split (subjects, trials and row ids of every part) is written
             to this JSON file at setup.
+        masking: Missing and noisy modalities (:class:`~datamodules.modality_mask.ModalityMasking`,
+            ``--data.masking.*``); ``None``: every modality of every window, untouched. What was
+            applied is written to ``masking.json`` in the run folder.
+        data_size: Train on part of the training split only (fewer subjects or windows per
+            clip, :class:`~datamodules.data_size.DataSize`); validation and test are unchanged.
     """
 
     def __init__(
@@ -92,6 +111,8 @@ class FeatureDataModule(LightningDataModule, ABC):
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
+        masking: ModalityMasking | None = None,
+        data_size: DataSize | None = None,
     ) -> None:
         super().__init__()
         check_protocol(protocol)
@@ -115,6 +136,8 @@ class FeatureDataModule(LightningDataModule, ABC):
         self.split_seed = split_seed
         self.shuffle_seed = shuffle_seed
         self.split_file = split_file
+        self.masking = masking
+        self.data_size = data_size
         # Unpadded evaluation sharding can leave a rank without rows when a split is tiny.
         self.allow_zero_length_dataloader_with_multiple_devices = True
         # The table as loaded (per-subject z-scored when enabled); standardised only on demand.
@@ -191,6 +214,8 @@ class FeatureDataModule(LightningDataModule, ABC):
         """
         if self._table is not None or (stage == "predict" and self.has_predict_source()):
             return
+        if self.masking is not None:
+            self.masking.check_modalities(self.metadata.modalities)
         table = load_shared(self.table_source_key, self.load_table)
         self._check_table(table)
         if self.subject_standardize:
@@ -203,6 +228,9 @@ class FeatureDataModule(LightningDataModule, ABC):
             val_fraction=self.val_fraction,
             seed=self.split_seed,
         )
+        if self.data_size is not None:
+            kept = subsample_training_rows(split.train, table.subject, table.trial, self.data_size)
+            split = dataclasses.replace(split, train=kept)
         if len(split.train) == 0:
             raise ValueError(
                 f"{type(self).__name__}: fold {self.fold} of {self.protocol} has no training rows"
@@ -217,9 +245,24 @@ class FeatureDataModule(LightningDataModule, ABC):
             name: self._apply_statistics(table.select(rows), statistics).as_batch_table(rows)
             for name, rows in self.splits.items()
         }
+        if self.masking is not None and self.masking.changes_splits:
+            modalities = self.metadata.modalities
+            self._split_tables = {
+                name: apply_masking(rows, modalities, self.masking, name)
+                for name, rows in self._split_tables.items()
+            }
         self._device_tables = {}
         if self.split_file and self._is_global_zero():
             self.write_split(self.split_file, split)
+        self._write_masking_report()
+
+    def _write_masking_report(self) -> None:
+        """``masking.json`` in the run folder: the settings and the missing windows per split."""
+        log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
+        if self.masking is None or not log_dir or not self._is_global_zero():
+            return
+        report = masking_report(self.masking, self._split_tables, self.metadata.modalities)
+        atomic_write_text(Path(log_dir) / "masking.json", json.dumps(report, indent=2) + "\n")
 
     def write_split(self, path: str, split: Split | None = None) -> None:
         """Write the split description (see :func:`~datamodules.protocols.describe_split`)."""
@@ -257,7 +300,19 @@ class FeatureDataModule(LightningDataModule, ABC):
         in float64; features with ``std < MIN_STD`` are centred but not scaled.
         """
         for name, values in table.features.items():
-            train = values.index_select(0, train_rows).to(torch.float64)
+            rows = train_rows
+            if name in table.present:
+                # Missing windows hold placeholders, not measurements: leave them out.
+                rows = rows[table.present[name].index_select(0, rows)]
+                if len(rows) == 0:
+                    # Nothing to fit (a subject without this sensor): identity statistics; the
+                    # modality is masked in every one of these rows anyway.
+                    mean = torch.zeros(values.shape[1:], dtype=torch.float64)
+                    std = torch.ones(values.shape[1:], dtype=torch.float64)
+                    self.feature_mean[name], self.feature_std[name] = mean.float(), std.float()
+                    self._statistics[name] = (mean, std)
+                    continue
+            train = values.index_select(0, rows).to(torch.float64)
             mean = train.mean(dim=0)
             std = train.std(dim=0, correction=0)
             std = torch.where(std < MIN_STD, torch.ones_like(std), std)
@@ -278,7 +333,12 @@ class FeatureDataModule(LightningDataModule, ABC):
         features = {}
         for name, values in table.features.items():
             mean, std = statistics[name]
-            features[name] = ((values.to(torch.float64) - mean) / std).float().contiguous()
+            standardized = ((values.to(torch.float64) - mean) / std).float()
+            if name in table.present:
+                # A missing window stays exactly zero (the models ignore it; zero keeps it inert).
+                shape = (len(values),) + (1,) * (values.dim() - 1)
+                standardized = standardized * table.present[name].view(shape)
+            features[name] = standardized.contiguous()
         return dataclasses.replace(table, features=features)
 
     def train_target_mean(self) -> Tensor:
@@ -353,7 +413,9 @@ class FeatureDataModule(LightningDataModule, ABC):
             # Lightning skips a stage whose dataloader list is empty.
             return []
         rank, world_size = self._rank_and_world()
-        return LightningInMemoryBatches(
+        dropout = self.masking.train_dropout if self.masking is not None and shuffle else 0.0
+        batches_cls = ModalityDropoutBatches if dropout > 0 else LightningInMemoryBatches
+        batches = batches_cls(
             table,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
@@ -362,6 +424,11 @@ class FeatureDataModule(LightningDataModule, ABC):
             rank=rank,
             world_size=world_size,
         )
+        if dropout > 0:
+            batches.dropout_modalities = self.metadata.modalities
+            batches.dropout_rate = dropout
+            batches.dropout_seed = self.masking.seed
+        return batches
 
     def train_dataloader(self) -> LightningInMemoryBatches | list:
         """Shuffled training batches; every rank runs the same number of steps."""

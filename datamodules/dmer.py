@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from datamodules.base import FeatureDataModule
+from datamodules.data_size import DataSize
 from datamodules.io import DataFormatError, read_mat_variables
 from datamodules.metadata import DatasetMetadata
+from datamodules.modality_mask import ModalityMasking
 from datamodules.protocols import DEFAULT_SPLIT_SEED
 from datamodules.table import FeatureTable
 
@@ -102,7 +104,18 @@ def _vids_column(path: Path, vids: np.ndarray) -> np.ndarray:
     return vids.astype(np.int64)
 
 
-def _check_feas(path: Path, feas: np.ndarray) -> None:
+def _missing_blocks(feas: np.ndarray, modalities: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per modality, the rows whose block of columns is entirely NaN (``nan_as_missing``)."""
+    missing = {}
+    for name in modalities:
+        first, end, _ = DMER_COLUMNS[name]
+        rows = np.isnan(feas[:, first:end]).all(axis=1)
+        if rows.any():
+            missing[name] = rows
+    return missing
+
+
+def _check_feas(path: Path, feas: np.ndarray, ignore: np.ndarray | None = None) -> None:
     if feas.ndim != 2 or feas.shape[1] != NUM_FEATURES:
         raise DataFormatError(
             f"{path}: field 'feas' has shape {feas.shape}, expected N x {NUM_FEATURES} columns"
@@ -112,6 +125,8 @@ def _check_feas(path: Path, feas: np.ndarray) -> None:
     if feas.shape[0] == 0:
         raise DataFormatError(f"{path}: field 'feas' has no rows")
     finite = np.isfinite(feas)
+    if ignore is not None:
+        finite = finite | ignore
     if not finite.all():
         row, column = np.argwhere(~finite)[0]
         raise DataFormatError(
@@ -166,6 +181,7 @@ def load_dmer_file(
     subject: int,
     modalities: Sequence[str] | None = None,
     prediction: bool = False,
+    nan_as_missing: bool = False,
 ) -> FeatureTable:
     """Read and validate one DMER feature file.
 
@@ -175,6 +191,9 @@ def load_dmer_file(
         modalities: Modalities to keep (default all four).
         prediction: A file to predict: ``dis_label`` may be absent (targets are then NaN; one
             that is present is still checked) and clips may have no rows.
+        nan_as_missing: A modality block that is entirely NaN in a row marks that modality as
+            missing in that row (``FeatureTable.present``; values set to 0) instead of being an
+            error. A block with only some NaN values is still an error.
 
     Returns:
         The subject's rows, in file order. ``position`` counts the rows of each clip in file
@@ -192,7 +211,17 @@ def load_dmer_file(
     if missing:
         raise DataFormatError(f"{path}: missing field(s) {missing}; expected feas, vids, dis_label")
     feas = data["feas"]
-    _check_feas(path, feas)
+    keep = list(DMER_COLUMNS) if modalities is None else list(modalities)
+    missing_rows: dict[str, np.ndarray] = {}
+    ignore = None
+    if nan_as_missing and np.issubdtype(np.asarray(feas).dtype, np.number) and feas.ndim == 2:
+        if feas.shape[1] == NUM_FEATURES:
+            missing_rows = _missing_blocks(feas, keep)
+            ignore = np.zeros(feas.shape, dtype=bool)
+            for name, rows in missing_rows.items():
+                first, end, _ = DMER_COLUMNS[name]
+                ignore[rows, first:end] = True
+    _check_feas(path, feas, ignore)
     vids = _vids_column(path, data["vids"])
     if len(vids) != len(feas):
         raise DataFormatError(
@@ -223,13 +252,15 @@ def load_dmer_file(
     position = np.empty(len(vids), dtype=np.int64)
     position[order] = np.arange(len(vids)) - starts[vids[order]]
 
-    keep = list(DMER_COLUMNS) if modalities is None else list(modalities)
     features = {}
     for name in keep:
         first, end, shape = DMER_COLUMNS[name]
         block = np.ascontiguousarray(feas[:, first:end], dtype=np.float32)
+        if name in missing_rows:
+            block[missing_rows[name]] = 0.0
         _check_cast(path, block, first)
         features[name] = torch.from_numpy(block).reshape(len(feas), *shape)
+    present = {name: torch.from_numpy(~rows) for name, rows in missing_rows.items()}
     target = labels / labels.sum(axis=1, keepdims=True)  # NaN rows stay NaN (no labels)
     return FeatureTable(
         features=features,
@@ -238,6 +269,7 @@ def load_dmer_file(
         trial=torch.from_numpy(vids),
         category=torch.from_numpy(clip_category(vids)),
         position=torch.from_numpy(position),
+        present=present,
     )
 
 
@@ -263,6 +295,8 @@ class DMERDataModule(FeatureDataModule):
         split_seed: See :class:`~datamodules.base.FeatureDataModule`.
         shuffle_seed: See :class:`~datamodules.base.FeatureDataModule`.
         split_file: See :class:`~datamodules.base.FeatureDataModule`.
+        masking: See :class:`~datamodules.base.FeatureDataModule`.
+        data_size: See :class:`~datamodules.base.FeatureDataModule`.
         predict_root: Folder of feature files to predict (``mpcl predict``): every
             ``<subject_id>.mat`` in it, all rows, standardised with the training statistics
             (restored from the checkpoint); ``dis_label`` may be absent there.
@@ -293,6 +327,8 @@ class DMERDataModule(FeatureDataModule):
         shuffle_seed: int = 0,
         split_file: str | None = None,
         predict_root: str | None = None,
+        masking: ModalityMasking | None = None,
+        data_size: DataSize | None = None,
     ) -> None:
         super().__init__(
             protocol=protocol,
@@ -306,6 +342,8 @@ class DMERDataModule(FeatureDataModule):
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,
+            masking=masking,
+            data_size=data_size,
         )
         ids = list(DMER_VALID_SUBJECTS) if subjects is None else [int(s) for s in subjects]
         if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
@@ -341,7 +379,13 @@ class DMERDataModule(FeatureDataModule):
             except OSError:
                 return None
             files.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
-        return (type(self).__qualname__, tuple(self.metadata.modalities), tuple(files))
+        nan_as_missing = self.masking is not None and self.masking.nan_as_missing
+        return (
+            type(self).__qualname__,
+            tuple(self.metadata.modalities),
+            tuple(files),
+            nan_as_missing,
+        )
 
     def load_table(self) -> FeatureTable:
         """Read every subject's file and concatenate them once."""
@@ -359,7 +403,11 @@ class DMERDataModule(FeatureDataModule):
                 "e.g. --data.subjects '[1, 2, 5]'"
             )
         modalities = self.metadata.modalities
-        tables = [load_dmer_file(self.subject_path(s), s, modalities) for s in self.subjects]
+        nan_as_missing = self.masking is not None and self.masking.nan_as_missing
+        tables = [
+            load_dmer_file(self.subject_path(s), s, modalities, nan_as_missing=nan_as_missing)
+            for s in self.subjects
+        ]
         return FeatureTable.concat(tables)
 
     def has_predict_source(self) -> bool:

@@ -30,7 +30,9 @@ import numpy as np
 import scipy.io
 from scipy.signal import lfilter
 
+from datamodules.data_size import DataSize
 from datamodules.dmer import DMER_VALID_SUBJECTS, NUM_CLIPS, DMERDataModule, clip_category
+from datamodules.modality_mask import ModalityMasking
 from datamodules.protocols import DEFAULT_SPLIT_SEED
 from datamodules.synthetic_features import (
     GSR_HZ,
@@ -307,6 +309,8 @@ class SyntheticDMERDataModule(DMERDataModule):
         split_seed: See :class:`~datamodules.base.FeatureDataModule`.
         shuffle_seed: See :class:`~datamodules.base.FeatureDataModule`.
         split_file: See :class:`~datamodules.base.FeatureDataModule`.
+        masking: See :class:`~datamodules.base.FeatureDataModule`.
+        data_size: See :class:`~datamodules.base.FeatureDataModule`.
         predict_root: See :class:`~datamodules.dmer.DMERDataModule`.
     """
 
@@ -331,6 +335,8 @@ class SyntheticDMERDataModule(DMERDataModule):
         shuffle_seed: int = 0,
         split_file: str | None = None,
         predict_root: str | None = None,
+        masking: ModalityMasking | None = None,
+        data_size: DataSize | None = None,
     ) -> None:
         if not 1 <= num_subjects <= len(DMER_VALID_SUBJECTS):
             raise ValueError(
@@ -357,6 +363,8 @@ class SyntheticDMERDataModule(DMERDataModule):
             shuffle_seed=shuffle_seed,
             split_file=split_file,
             predict_root=predict_root,
+            masking=masking,
+            data_size=data_size,
         )
         self.num_subjects = num_subjects
         self.rows_per_clip = rows_per_clip

@@ -8,7 +8,7 @@ batches are rows of it (see :mod:`datamodules.batches`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -27,6 +27,8 @@ class FeatureTable:
         category: Int64 ``[N]``: the trial's stratum for stratified hold-outs (DMER: 0 positive,
             1 negative, 2 mixed clip; WESAD: the condition).
         position: Int64 ``[N]``: the row's order within its trial (0, 1, ...), for temporal splits.
+        present: Per modality, bool ``[N]``: False where the file has no values for it (see
+            :mod:`datamodules.modality_mask`); a modality without an entry is present everywhere.
     """
 
     features: dict[str, Tensor]
@@ -35,6 +37,7 @@ class FeatureTable:
     trial: Tensor
     category: Tensor
     position: Tensor
+    present: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.target)
@@ -44,6 +47,7 @@ class FeatureTable:
             "trial": self.trial,
             "category": self.category,
             "position": self.position,
+            **{f"present[{k!r}]": v for k, v in self.present.items()},
         }
         bad = {name: len(col) for name, col in columns.items() if len(col) != n}
         if bad:
@@ -66,6 +70,7 @@ class FeatureTable:
             trial=self.trial[rows],
             category=self.category[rows],
             position=self.position[rows],
+            present={k: v[rows] for k, v in self.present.items()},
         )
 
     @staticmethod
@@ -81,6 +86,7 @@ class FeatureTable:
             trial=torch.cat([t.trial for t in tables]),
             category=torch.cat([t.category for t in tables]),
             position=torch.cat([t.position for t in tables]),
+            present=_concat_presence(tables, keys),
         )
 
     def as_batch_table(self, row_ids: Tensor | None = None) -> dict[str, Tensor]:
@@ -92,8 +98,20 @@ class FeatureTable:
         index = torch.arange(len(self)) if row_ids is None else row_ids
         return {
             **self.features,
+            **{f"present:{k}": v for k, v in self.present.items()},
             "target": self.target,
             "subject": self.subject,
             "trial": self.trial,
             "index": index,
         }
+
+
+def _concat_presence(tables: Sequence[FeatureTable], keys: Sequence[str]) -> dict[str, Tensor]:
+    """Presence columns of stacked tables; a table without one is present in every row."""
+    present = {}
+    for key in keys:
+        if any(key in t.present for t in tables):
+            present[key] = torch.cat(
+                [t.present.get(key, torch.ones(len(t), dtype=torch.bool)) for t in tables]
+            )
+    return present

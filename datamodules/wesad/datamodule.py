@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from datamodules.base import FeatureDataModule
+from datamodules.data_size import DataSize
 from datamodules.metadata import DatasetMetadata
+from datamodules.modality_mask import ModalityMasking
 from datamodules.protocols import DEFAULT_SPLIT_SEED
 from datamodules.table import FeatureTable
 from datamodules.wesad.features import (
@@ -72,6 +74,8 @@ class WESADDataModule(FeatureDataModule):
         split_seed: Seed of the protocol's random choices.
         shuffle_seed: Seed of the training-batch permutations.
         split_file: If set, the split is written to this JSON file at setup.
+        masking: See :class:`~datamodules.base.FeatureDataModule`.
+        data_size: See :class:`~datamodules.base.FeatureDataModule`.
     """
 
     #: Names of the ``category`` codes (the study conditions), for reports.
@@ -101,6 +105,8 @@ class WESADDataModule(FeatureDataModule):
         split_seed: int = DEFAULT_SPLIT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
+        masking: ModalityMasking | None = None,
+        data_size: DataSize | None = None,
     ) -> None:
         super().__init__(
             protocol=protocol,
@@ -114,6 +120,8 @@ class WESADDataModule(FeatureDataModule):
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,
+            masking=masking,
+            data_size=data_size,
         )
         self.subjects = tuple(SUBJECTS if subjects is None else subjects)
         if not self.subjects or len(set(self.subjects)) != len(self.subjects):

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from datamodules.metadata import DatasetMetadata
 from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
+from mpcl.nn.masking import fill_missing, presence_matrix
 from mpcl.nn.tokenizers import ModalityTokenizers
 
 
@@ -59,20 +60,41 @@ class CrossAttentionBlock(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, first: Tensor, second: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self,
+        first: Tensor,
+        second: Tensor,
+        first_mask: Tensor | None = None,
+        second_mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Both token sets updated, and the attention of ``first`` over ``second``.
 
         Args:
             first: ``[B, T1, D]``.
             second: ``[B, T2, D]``.
+            first_mask: Which tokens of ``first`` are present ``[B, T1]`` (``None``: all); a
+                missing token is never attended to. A window whose context has no present token
+                receives no cross-attention update.
+            second_mask: The same for ``second``.
 
         Returns:
             The updated ``first`` and ``second`` and the head-averaged attention ``[B, T1, T2]``.
         """
         updated, weights = [], None
-        for i, (query, context) in enumerate(((first, second), (second, first))):
+        pairs = ((first, second, second_mask), (second, first, first_mask))
+        for i, (query, context, context_mask) in enumerate(pairs):
             q, kv = self.norm_query[i](query), self.norm_context[i](context)
-            attended, attn = self.attention[i](q, kv, kv, need_weights=i == 0)
+            padding, has_context = None, None
+            if context_mask is not None:
+                has_context = context_mask.any(dim=1)
+                # An all-missing context would give softmax over nothing (NaN): attend to every
+                # token there instead and discard the result below.
+                padding = ~(context_mask | ~has_context.unsqueeze(1))
+            attended, attn = self.attention[i](
+                q, kv, kv, key_padding_mask=padding, need_weights=i == 0
+            )
+            if has_context is not None:
+                attended = attended * has_context.view(-1, 1, 1).to(attended.dtype)
             if i == 0:
                 weights = attn
             x = query + self.dropout(attended)
@@ -82,6 +104,11 @@ class CrossAttentionBlock(nn.Module):
 
 class CrossAttentionFusionModule(EmotionDistributionModule):
     """Modality tokens, cross-attention between the two branches, pooled MLP head.
+
+    Missing modalities (:mod:`mpcl.nn.masking`): their tokens are key-padding-masked in every
+    cross-attention and left out of the branch's mean pooling; a branch with no present token in
+    a window contributes a zero vector to the head and no cross-attention update to the other
+    branch (skipping the branch).
 
     Args:
         metadata: Data set description; linked from the datamodule by the CLI. Both branches
@@ -148,13 +175,18 @@ class CrossAttentionFusionModule(EmotionDistributionModule):
         ``aux`` holds ``logits``, ``log_probs`` and ``attention``: the last block's
         physiological-to-behavioral attention ``[B, T_phys, T_beh]``.
         """
+        batch = fill_missing(batch, self.metadata.modalities)
         tokens = self.tokenizers(batch)
         first = torch.cat([tokens[m] for m in self.metadata.physiological], dim=1)
         second = torch.cat([tokens[m] for m in self.metadata.behavioral], dim=1)
+        first_mask = self._token_mask(batch, self.metadata.physiological, first)
+        second_mask = self._token_mask(batch, self.metadata.behavioral, second)
         attention = None
         for block in self.blocks:
-            first, second, attention = block(first, second)
-        pooled = torch.cat([first.mean(dim=1), second.mean(dim=1)], dim=-1)
+            first, second, attention = block(first, second, first_mask, second_mask)
+        pooled = torch.cat(
+            [_masked_mean(first, first_mask), _masked_mean(second, second_mask)], dim=-1
+        )
         logits = self.head(pooled)
         log_probs = torch.log_softmax(logits, dim=-1)
         return log_probs.exp(), {
@@ -162,3 +194,23 @@ class CrossAttentionFusionModule(EmotionDistributionModule):
             "log_probs": log_probs,
             "attention": attention,
         }
+
+    def _token_mask(
+        self, batch: Batch, modalities: tuple[str, ...], tokens: Tensor
+    ) -> Tensor | None:
+        """Presence of each token ``[B, T]`` (a modality's presence repeated over its tokens)."""
+        present = presence_matrix(batch, modalities, tokens)
+        if present is None:
+            return None
+        counts = torch.tensor(
+            [self.tokenizers.num_tokens(m) for m in modalities], device=tokens.device
+        )
+        return present.repeat_interleave(counts, dim=1)
+
+
+def _masked_mean(tokens: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of the present tokens ``[B, D]``; zeros where a window has none."""
+    if mask is None:
+        return tokens.mean(dim=1)
+    weights = mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from datamodules.metadata import DatasetMetadata
 from mpcl.models.base import Batch, EmotionDistributionModule
+from mpcl.nn.masking import fill_missing
 
 
 def concat_features(batch: Mapping[str, Tensor], modalities: Sequence[str]) -> Tensor:
@@ -36,7 +37,10 @@ def concat_features(batch: Mapping[str, Tensor], modalities: Sequence[str]) -> T
 
     The datamodule has already standardised each feature with training statistics, so this is
     the "concatenated standardised features" input of the classic label-distribution learners.
+    A modality missing in a window (presence mask) is zero-filled there: the training mean, the
+    standard imputation for these learners (:func:`~mpcl.nn.masking.fill_missing`).
     """
+    batch = fill_missing(batch, modalities)
     return torch.cat([batch[m].flatten(start_dim=1) for m in modalities], dim=1)
 
 

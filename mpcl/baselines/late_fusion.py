@@ -23,10 +23,16 @@ from torch import Tensor, nn
 from datamodules.metadata import DatasetMetadata
 from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
 from mpcl.models.mlp import EarlyFusionMLP
+from mpcl.nn.masking import branch_presence, fill_missing
 
 
 class LateFusionModule(EmotionDistributionModule):
     """Per-branch MLP heads and a learned mixture of their two distributions.
+
+    Missing modalities (:mod:`mpcl.nn.masking`): a branch whose modalities are all missing in
+    a window is skipped, the window's prediction is the other branch's distribution alone
+    (``alpha`` becomes 1 or 0); a partly missing branch gets zero-fill (training-mean
+    imputation) of its missing modalities.
 
     Args:
         metadata: Data set description; linked from the datamodule by the CLI. Both
@@ -85,6 +91,7 @@ class LateFusionModule(EmotionDistributionModule):
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """The mixture ``[B, C]``; ``aux`` has its log, each branch's log-probs and ``alpha``."""
+        batch = fill_missing(batch, [m for mods in self.branches.values() for m in mods])
         branch_log_probs = {
             name: torch.log_softmax(self.heads[name]([batch[m] for m in modalities]), dim=-1)
             for name, modalities in self.branches.items()
@@ -94,12 +101,33 @@ class LateFusionModule(EmotionDistributionModule):
             F.logsigmoid(self.mixture_logit) + branch_log_probs["physiological"],
             F.logsigmoid(-self.mixture_logit) + branch_log_probs["behavioral"],
         )
+        log_probs = self._skip_missing_branches(batch, log_probs, branch_log_probs)
         aux = {
             "log_probs": log_probs,
             "mixture_weight": self.mixture_weight,
             **{f"log_probs_{name}": value for name, value in branch_log_probs.items()},
         }
         return log_probs.exp(), aux
+
+    def _skip_missing_branches(
+        self, batch: Batch, log_probs: Tensor, branch_log_probs: dict[str, Tensor]
+    ) -> Tensor:
+        """The mixture where both branches are there, else the present branch's distribution."""
+        present = {
+            name: branch_presence(batch, modalities, log_probs)
+            for name, modalities in self.branches.items()
+        }
+        if all(p is None for p in present.values()):
+            return log_probs
+        rows, device = log_probs.shape[0], log_probs.device
+        phys, beh = (
+            torch.ones(rows, dtype=torch.bool, device=device) if p is None else p
+            for p in (present["physiological"], present["behavioral"])
+        )
+        only_phys = (phys & ~beh).unsqueeze(-1)
+        only_beh = (beh & ~phys).unsqueeze(-1)
+        log_probs = torch.where(only_phys, branch_log_probs["physiological"], log_probs)
+        return torch.where(only_beh, branch_log_probs["behavioral"], log_probs)
 
     def on_train_epoch_end(self) -> None:
         """Log ``alpha`` once per epoch, to follow which branch the mixture trusts."""

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from datamodules.metadata import DatasetMetadata
 from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
+from mpcl.nn.masking import fill_missing, presence_matrix
 
 
 class EarlyFusionMLP(nn.Module):
@@ -53,6 +54,13 @@ class EarlyFusionMLP(nn.Module):
 class MLPModule(EmotionDistributionModule):
     """Early-fusion MLP trained with ``KL(d || softmax(MLP([x_1, ..., x_M])))``.
 
+    Missing modalities (presence masks, :mod:`mpcl.nn.masking`): the standard remedy of an
+    input-concatenation model, zero-fill (the training mean of standardised features) plus one
+    missing indicator per modality, ``h_1 = W_1 [x_1, ..., x_M] + b_1 + U (1 - p)`` with ``p``
+    the presence vector. ``U`` starts at zero and is a parameter that only ever receives gradient
+    from windows with a missing modality, so a model trained and tested on complete data is the
+    plain MLP, bit for bit.
+
     Args:
         metadata: Data set description; linked from the datamodule by the CLI.
         hidden_dims: Widths of the hidden layers.
@@ -85,9 +93,21 @@ class MLPModule(EmotionDistributionModule):
             hidden_dims=hidden_dims if hidden_dims is not None else [256, 128],
             dropout=dropout,
         )
+        first_width = self.net.layers[0].out_features
+        # Zeros (no random draw), so adding it changes no other parameter's initialisation.
+        self.missing_weight = nn.Parameter(torch.zeros(len(self.modalities), first_width))
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Predicted distributions ``[B, C]`` and ``aux`` with ``logits`` and ``log_probs``."""
-        logits = self.net([batch[m] for m in self.modalities])
+        batch = fill_missing(batch, self.modalities)
+        features = [batch[m] for m in self.modalities]
+        present = presence_matrix(batch, self.modalities, features[0])
+        if present is None:
+            logits = self.net(features)
+        else:
+            flat = torch.cat([f.flatten(start_dim=1) for f in features], dim=1)
+            missing = (~present).to(flat.dtype)
+            hidden = self.net.layers[0](flat) + missing @ self.missing_weight
+            logits = self.net.layers[1:](hidden)
         log_probs = torch.log_softmax(logits, dim=-1)
         return log_probs.exp(), {"logits": logits, "log_probs": log_probs}

@@ -131,6 +131,10 @@ class MultiScaleAssociativeFusion(nn.Module):
         # All scales pooled by one matrix product; segment i of the rows belongs to scale i.
         self.register_buffer("pool", torch.cat(matrices), persistent=False)
         self.segments = [int(m.shape[0]) for m in matrices]
+        # Which stored modality each pooled pattern comes from (pooling never mixes modalities).
+        owner = [i for s in scales for i, count in enumerate(stored) for _ in range(-(-count // s))]
+        self.register_buffer("pattern_owner", torch.tensor(owner), persistent=False)
+        self.num_slot_patterns = len(scales) * memory_slots
         # Slots live in token space; tokens of standardised features have entries of std ~0.5.
         self.slots = (
             nn.Parameter(torch.randn(len(scales), memory_slots, dim) * 0.5)
@@ -151,11 +155,50 @@ class MultiScaleAssociativeFusion(nn.Module):
         self.ffn = FeedForward(dim, dropout)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, tokens: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+    def pattern_bias(self, present: Sequence[Tensor | None] | None) -> Tensor | None:
+        """Additive logits ``[B, 1, 1, P]``: ``-inf`` on the patterns of missing modalities.
+
+        Missing tokens take no part in the memory: their pooled patterns get no attention (the
+        learned slots always can). A window whose stored modalities are all missing and that has
+        no slots attends to every pattern instead (a softmax over nothing is undefined); its
+        patterns then hold only zero-filled constants, and the branch is imputed downstream.
+
+        Args:
+            present: Per modality of the branch (anchor first), presence ``[B]`` or ``None``.
+
+        Returns:
+            The bias, or ``None`` when nothing is missing.
+        """
+        if present is None or all(p is None for p in present):
+            return None
+        stored = list(present) if self.anchor == "all" else (list(present[1:]) or [present[0]])
+        if all(p is None for p in stored):
+            return None
+        rows = next(p for p in stored if p is not None)
+        columns = [torch.ones_like(rows) if p is None else p for p in stored]
+        stored_present = torch.stack(columns, dim=1)
+        pattern_present = stored_present[:, self.pattern_owner]
+        if self.num_slot_patterns == 0:
+            nothing = ~stored_present.any(dim=1, keepdim=True)
+            pattern_present = pattern_present | nothing
+        else:
+            slots = torch.ones(
+                len(rows), self.num_slot_patterns, dtype=torch.bool, device=rows.device
+            )
+            pattern_present = torch.cat([pattern_present, slots], dim=1)
+        bias = torch.zeros(pattern_present.shape, device=rows.device)
+        bias = bias.masked_fill(~pattern_present, float("-inf"))
+        return bias[:, None, None, :]
+
+    def forward(
+        self, tokens: Sequence[Tensor], present: Sequence[Tensor | None] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Fuse a branch.
 
         Args:
             tokens: The branch's modality tokens ``[B, T_m, D]``, anchor first.
+            present: Per modality, presence ``[B]`` (or ``None``: present); see
+                :meth:`pattern_bias`.
 
         Returns:
             The fused tokens ``[B, T_anchor, D]`` and the scale gate ``[B, T_anchor, S]`` (or
@@ -179,7 +222,11 @@ class MultiScaleAssociativeFusion(nn.Module):
         # softmax gives every scale's attention (a masked pattern gets exactly 0).
         scores = torch.matmul(self.hopfield.query(anchor), keys.transpose(-1, -2))
         beta = self.hopfield.beta.unsqueeze(-1)
-        attention = (scores.unsqueeze(-2) * beta + self.scale_mask).softmax(dim=-1)
+        logits = scores.unsqueeze(-2) * beta + self.scale_mask
+        bias = self.pattern_bias(present)
+        if bias is not None:
+            logits = logits + bias.to(logits.dtype)
+        attention = logits.softmax(dim=-1)
         if self.gate is None:
             gate = None
             weights = attention.squeeze(-2)
@@ -209,8 +256,14 @@ class ConcatFusion(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, tokens: Sequence[Tensor]) -> tuple[Tensor, None]:
-        """Concatenated tokens ``[B, sum_m T_m, D]`` and no gate."""
+    def forward(
+        self, tokens: Sequence[Tensor], present: Sequence[Tensor | None] | None = None
+    ) -> tuple[Tensor, None]:
+        """Concatenated tokens ``[B, sum_m T_m, D]`` and no gate.
+
+        Position-wise only, so a missing modality's tokens never reach the others' (``present``
+        is accepted for the common interface; the prototype readout leaves them out).
+        """
         hidden = self.norm1(torch.cat(list(tokens), dim=1))
         return self.norm2(hidden + self.dropout(self.ffn(hidden))), None
 
@@ -226,6 +279,8 @@ class TokenNorm(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, tokens: Sequence[Tensor]) -> tuple[Tensor, None]:
-        """The normalised token ``[B, 1, D]`` and no gate."""
+    def forward(
+        self, tokens: Sequence[Tensor], present: Sequence[Tensor | None] | None = None
+    ) -> tuple[Tensor, None]:
+        """The normalised token ``[B, 1, D]`` and no gate (``present``: common interface)."""
         return self.norm(torch.cat(list(tokens), dim=1)), None

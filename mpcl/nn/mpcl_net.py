@@ -20,9 +20,15 @@ import torch
 from torch import Tensor, nn
 
 from datamodules.metadata import DatasetMetadata
+from datamodules.modality_mask import presence
 from mpcl.nn.compression import FlatHead, HierarchicalCompressionHead
-from mpcl.nn.distillation import emotion_relations, prototype_relation_distillation
+from mpcl.nn.distillation import (
+    emotion_relations,
+    prototype_relation_distillation,
+    sample_prototype_relations,
+)
 from mpcl.nn.fusion import ConcatFusion, FusionAnchor, MultiScaleAssociativeFusion, TokenNorm
+from mpcl.nn.masking import fill_missing
 from mpcl.nn.prototypes import EMAWeighting, NoPrototypes, PrototypeBank, PrototypeOutput
 from mpcl.nn.retrieval import BranchGate, CooccurrenceRetrieval, NoRetrieval, cooccurrence_loss
 from mpcl.nn.tokenizers import ModalityTokenizers
@@ -200,6 +206,96 @@ class MPCLNet(nn.Module):
             else None
         )
 
+    def _token_mask(
+        self, name: str, mods: Sequence[str], present: Sequence[Tensor | None], fused: Tensor
+    ) -> Tensor | None:
+        """Which fused tokens of branch ``name`` stand for present data ``[B, T]``, or ``None``.
+
+        MSAM with the ``first`` anchor outputs the anchor's tokens after they recalled the other
+        modalities: they carry data whenever any modality of the branch is present. The other
+        fusions keep one token per input token, present when its modality is.
+        """
+        if all(p is None for p in present):
+            return None
+        rows, device = fused.shape[0], fused.device
+        columns = [
+            torch.ones(rows, dtype=torch.bool, device=device) if p is None else p.to(device)
+            for p in present
+        ]
+        fusion = self.fusion[name]
+        if isinstance(fusion, MultiScaleAssociativeFusion) and fusion.anchor == "first":
+            anchored = torch.stack(columns, dim=1).any(dim=1, keepdim=True)
+            return anchored.expand(rows, fused.shape[1])
+        counts = [self.tokenizers.num_tokens(m) for m in mods]
+        return torch.cat(
+            [c.unsqueeze(1).expand(rows, n) for c, n in zip(columns, counts, strict=True)], dim=1
+        )
+
+    def _impute_missing_branches(
+        self, outputs: dict[str, PrototypeOutput], present: dict[str, Tensor | None]
+    ) -> dict[str, PrototypeOutput]:
+        r"""Give a window's missing branch the representation its present branch predicts.
+
+        PRD trains prototype ``(c, k)`` of one bank to correspond to ``(c, k)`` of the other (the
+        sample-to-prototype relations of both branches are distilled into each other). A window
+        whose branch ``b`` is missing therefore gets, from the present branch ``o``,
+
+        .. math::
+            r_o = \mathrm{softmax}(\cos(h_o, \Pi_o) / \tau), \quad
+            \hat h_b = r_o^\top \Pi_b, \quad
+            \hat Z_b = \mathrm{read}_b(\hat h_b)
+
+        the missing branch's prototypes weighted by the present branch's relations (a pooled
+        embedding in the missing branch's space) and read by the missing bank like a one-token
+        branch. Without banks (``prototypes: none``) the present branch's representation is
+        copied. Windows missing both branches keep their zero-fill representation.
+        """
+        if len(outputs) != 2 or all(p is None for p in present.values()):
+            return outputs
+        rows = next(iter(outputs.values())).pooled
+        ones = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
+        have = {name: ones if p is None else p for name, p in present.items()}
+        imputed = dict(outputs)
+        for name, other in ((PHYSIOLOGICAL, BEHAVIORAL), (BEHAVIORAL, PHYSIOLOGICAL)):
+            replace = ~have[name] & have[other]
+            if not bool(replace.any()):
+                continue
+            source, out = outputs[other], outputs[name]
+            bank = self.prototypes[name]
+            if isinstance(bank, PrototypeBank):
+                relations = sample_prototype_relations(source.pooled, source.bank, self.tau).exp()
+                pooled = relations @ out.bank.flatten(0, 1)
+                emotions = bank.read(pooled.unsqueeze(1), out.bank)
+            else:
+                pooled, emotions = source.pooled, source.emotions
+            where = replace.view(-1, 1)
+            imputed[name] = PrototypeOutput(
+                torch.where(where.unsqueeze(-1), emotions, out.emotions),
+                torch.where(where, pooled, out.pooled),
+                out.memory,
+                out.bank,
+                out.assignments,
+            )
+        return imputed
+
+    def _distillation(
+        self, outputs: dict[str, PrototypeOutput], present: dict[str, Tensor | None]
+    ) -> Tensor:
+        """PRD over the windows in which both branches are present (zero when there are none)."""
+        phys, behav = outputs[PHYSIOLOGICAL], outputs[BEHAVIORAL]
+        both = None
+        for p in present.values():
+            if p is not None:
+                both = p if both is None else both & p
+        parts = [phys.pooled, phys.emotions, behav.pooled, behav.emotions]
+        if both is not None:
+            if not bool(both.any()):
+                return sum(part.sum() for part in parts) * 0.0
+            parts = [part[both] for part in parts]
+        return prototype_relation_distillation(
+            parts[0], phys.bank, parts[1], parts[2], behav.bank, parts[3], self.tau
+        )
+
     @staticmethod
     def _restrict(metadata: DatasetMetadata, modalities: Sequence[str]) -> DatasetMetadata:
         unknown = sorted(set(modalities) - set(metadata.modalities))
@@ -243,20 +339,28 @@ class MPCLNet(nn.Module):
                 f"MPCLNet.forward: target must be [B, C={self.num_emotions}] (one column per "
                 f"DatasetMetadata.emotion_names), got {list(target.shape)}"
             )
+        batch = fill_missing(batch, self.metadata.modalities)
         tokens = self.tokenizers(batch)
         aux: dict[str, Tensor] = {}
         outputs: dict[str, PrototypeOutput] = {}
+        branch_present: dict[str, Tensor | None] = {}
         for name, mods in self.branches.items():
-            fused, scale_gate = self.fusion[name]([tokens[m] for m in mods])
+            present = [presence(batch, m) for m in mods]
+            fused, scale_gate = self.fusion[name]([tokens[m] for m in mods], present)
             if scale_gate is not None:
                 aux[f"scale_gate_{name}"] = scale_gate
-            outputs[name] = self.prototypes[name](fused, target)
+            token_mask = self._token_mask(name, mods, present, fused)
+            branch_present[name] = None if token_mask is None else token_mask.any(dim=1)
+            outputs[name] = self.prototypes[name](fused, target, token_mask)
             if outputs[name].assignments is not None:
                 aux[f"assignments_{name}"] = outputs[name].assignments
-            # For analysis only (report figures): detached, so the objective is unchanged.
-            aux[f"embedding_{name}"] = outputs[name].pooled.detach()
+        outputs = self._impute_missing_branches(outputs, branch_present)
+        for name, output in outputs.items():
+            # For analysis only (report figures): detached, so the objective is unchanged. A
+            # missing branch shows its imputed representation.
+            aux[f"embedding_{name}"] = output.pooled.detach()
             with torch.no_grad():
-                aux[f"relations_{name}"] = emotion_relations(outputs[name].emotions, self.tau).exp()
+                aux[f"relations_{name}"] = emotion_relations(output.emotions, self.tau).exp()
 
         if self.branch_gate is not None:
             queries, aux["branch_gate"] = self.branch_gate(
@@ -279,16 +383,7 @@ class MPCLNet(nn.Module):
 
         if target is not None:
             if self.prd_enabled:
-                phys, behav = outputs[PHYSIOLOGICAL], outputs[BEHAVIORAL]
-                aux["prd"] = prototype_relation_distillation(
-                    phys.pooled,
-                    phys.bank,
-                    phys.emotions,
-                    behav.pooled,
-                    behav.bank,
-                    behav.emotions,
-                    self.tau,
-                )
+                aux["prd"] = self._distillation(outputs, branch_present)
             if retrieved.log_cooccurrence is not None:
                 aux["co"] = cooccurrence_loss(retrieved.log_cooccurrence, target)
         return logits.softmax(dim=-1), aux

@@ -44,6 +44,28 @@ class PrototypeOutput:
     assignments: Tensor | None = None
 
 
+def key_bias(token_mask: Tensor | None) -> Tensor | None:
+    """Additive attention logits ``[B, 1, T]``: 0 on present tokens, ``-inf`` on missing ones.
+
+    A window with no present token gets zeros everywhere (attends to all its tokens), so the
+    softmax stays defined; callers replace such windows' results.
+    """
+    if token_mask is None:
+        return None
+    usable = token_mask | ~token_mask.any(dim=1, keepdim=True)
+    bias = torch.zeros(usable.shape, device=usable.device)
+    return bias.masked_fill(~usable, float("-inf")).unsqueeze(1)
+
+
+def masked_token_mean(tokens: Tensor, token_mask: Tensor | None) -> Tensor:
+    """Mean of the present tokens ``[B, D]`` (all tokens where a window has none present)."""
+    if token_mask is None:
+        return tokens.mean(dim=1)
+    usable = token_mask | ~token_mask.any(dim=1, keepdim=True)
+    weights = usable.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weights).sum(dim=1) / weights.sum(dim=1)
+
+
 class PrototypeBank(nn.Module):
     r"""A bank ``Pi`` ``[C, K, D]`` of K prototypes per emotion, read by attention, written by EMA.
 
@@ -138,7 +160,11 @@ class PrototypeBank(nn.Module):
 
     @torch.no_grad()
     def update_memory(
-        self, embeddings: Tensor, target: Tensor, assignments: Tensor | None = None
+        self,
+        embeddings: Tensor,
+        target: Tensor,
+        assignments: Tensor | None = None,
+        rows: Tensor | None = None,
     ) -> None:
         """One EMA step of every prototype toward the target-weighted embeddings assigned to it.
 
@@ -146,6 +172,8 @@ class PrototypeBank(nn.Module):
             embeddings: Pooled branch embeddings ``[B, D]``.
             target: Target distributions ``[B, C]`` (the weights).
             assignments: Nearest prototypes ``[B, C]``; computed with :meth:`assign` if omitted.
+            rows: Which samples may write ``[B]`` (bool; ``None``: all): a window whose branch is
+                missing has no embedding of its own and must not move the memory.
         """
         num_emotions, k, dim = self.bank.shape
         if target.shape != (embeddings.shape[0], num_emotions):
@@ -162,6 +190,8 @@ class PrototypeBank(nn.Module):
             target = target.detach().to(self.bank.dtype)
             if self.weighting == "centered":
                 target = (target - self._global_mean(target, distributed)).clamp_min(0.0)
+            if rows is not None:
+                target = target * rows.to(target.dtype).unsqueeze(-1)
             weights = F.one_hot(assignments, k).to(self.bank.dtype)
             weights = weights * target[..., None]
             sums = torch.einsum("bck,bd->ckd", weights, embeddings)
@@ -184,13 +214,37 @@ class PrototypeBank(nn.Module):
             dist.all_reduce(packed, op=dist.ReduceOp.SUM)
         return packed[:-1] / packed[-1].clamp_min(1.0)
 
-    def forward(self, tokens: Tensor, target: Tensor | None = None) -> PrototypeOutput:
+    def read(self, tokens: Tensor, bank: Tensor, token_mask: Tensor | None = None) -> Tensor:
+        """The emotion representations ``Z`` ``[B, C, D]`` that ``bank`` reads from ``tokens``.
+
+        Args:
+            tokens: ``[B, T, D]``.
+            bank: ``[C, K, D]``.
+            token_mask: Which tokens are present ``[B, T]``; missing ones get no attention (a
+                window with none attends to all: its tokens are zero-fill constants then).
+        """
+        num_emotions, k, dim = bank.shape
+        retrieved, _ = self.readout(
+            bank.reshape(num_emotions * k, dim), tokens, key_bias(token_mask)
+        )
+        retrieved = retrieved.view(tokens.shape[0], num_emotions, k, dim)
+        return self.norm((bank + retrieved).mean(dim=2))
+
+    def forward(
+        self,
+        tokens: Tensor,
+        target: Tensor | None = None,
+        token_mask: Tensor | None = None,
+    ) -> PrototypeOutput:
         """Read the bank with the branch tokens, then (training, EMA, target given) write it.
 
         Args:
             tokens: Fused branch tokens ``[B, T, D]``.
             target: Target distributions ``[B, C]``; the memory update runs only with a target,
                 in training mode and with ``update="ema"``.
+            token_mask: Which tokens are present ``[B, T]`` (``None``: all). Missing tokens are
+                left out of the readout and of the pooled embedding; windows without any present
+                token do not write the memory.
 
         Returns:
             The branch's :class:`PrototypeOutput`.
@@ -199,14 +253,12 @@ class PrototypeBank(nn.Module):
         # The EMA write below is in place; the readout must hold a snapshot, since autograd keeps
         # the bank it multiplied for the backward pass. Without a write no copy is needed.
         bank = self.bank.clone() if writes else self.bank
-        num_emotions, k, dim = bank.shape
-        retrieved, _ = self.readout(bank.reshape(num_emotions * k, dim), tokens)
-        retrieved = retrieved.view(tokens.shape[0], num_emotions, k, dim)
-        emotions = self.norm((bank + retrieved).mean(dim=2))
-        pooled = tokens.mean(dim=1)
+        emotions = self.read(tokens, bank, token_mask)
+        pooled = masked_token_mean(tokens, token_mask)
         assignments = self.assign(pooled.detach(), bank.detach())
         if writes:
-            self.update_memory(pooled, target, assignments)
+            rows = None if token_mask is None else token_mask.any(dim=1)
+            self.update_memory(pooled, target, assignments, rows)
         return PrototypeOutput(emotions, pooled, bank, bank, assignments)
 
 
@@ -226,8 +278,10 @@ class NoPrototypes(nn.Module):
         self.slot_embedding = nn.Parameter(torch.randn(num_emotions, dim) * 0.02)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, tokens: Tensor, target: Tensor | None = None) -> PrototypeOutput:
-        """Per-emotion slots of the pooled tokens; ``target`` is unused (no memory)."""
-        pooled = tokens.mean(dim=1)
+    def forward(
+        self, tokens: Tensor, target: Tensor | None = None, token_mask: Tensor | None = None
+    ) -> PrototypeOutput:
+        """Per-emotion slots of the pooled (present) tokens; ``target`` is unused (no memory)."""
+        pooled = masked_token_mean(tokens, token_mask)
         emotions = self.norm(pooled.unsqueeze(1) + self.slot_embedding)
         return PrototypeOutput(emotions, pooled, emotions.unsqueeze(2))

@@ -72,6 +72,39 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> dict[str, list[str]]:
+    """``name=config[+overlay...]`` pairs (or bare names of ``experiments/<dataset>/``)."""
+    models = {}
+    for spec in args.models:
+        name, _, configs = spec.partition("=")
+        if not configs:
+            configs = f"experiments/{args.dataset}/{name}.yaml"
+        models[name] = configs.split("+")
+    return models
+
+
+def _robustness(args: argparse.Namespace, overrides: list[str]) -> int:
+    from mpcl.runner.robustness import DataSizeRun, RobustnessRun
+
+    output = Path(args.output or Path("runs") / args.command / args.dataset / args.protocol)
+    common = dict(
+        models=_models(args),
+        protocol=args.protocol,
+        output_dir=output,
+        seeds=args.seeds,
+        folds=args.folds,
+        overrides=overrides,
+        reference=args.reference,
+    )
+    if args.command == "robustness":
+        run = RobustnessRun(**common, drop_rates=args.drop_rates, snrs_db=args.snrs)
+        print(f"\n{run.run()}\n\nResults: {output}/robustness.md, {output}/degradation.png")
+    else:
+        run = DataSizeRun(**common, sizes=args.sizes)
+        print(f"\n{run.run()}\n\nResults: {output}/datasize.md, {output}/datasize.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mpcl-protocol``."""
     parser = argparse.ArgumentParser(prog="mpcl-protocol", description=__doc__.split("\n")[0])
@@ -85,6 +118,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, nargs="+", default=[3407])
     run.add_argument("--folds", type=int, nargs="+", help="only these folds")
     run.add_argument("--isolate", action="store_true", help="one Python process per fold")
+
+    for command, text in (
+        ("robustness", "train models once per fold, test each under missing/noisy modalities"),
+        ("datasize", "train models on fewer subjects / windows per clip"),
+    ):
+        cmd = sub.add_parser(command, help=text)
+        cmd.add_argument(
+            "--models",
+            nargs="+",
+            default=["mpcl", "mlp"],
+            help="name or name=config.yaml[+overlay.yaml] (bare names: experiments/<dataset>/)",
+        )
+        cmd.add_argument("--dataset", default="synthetic", help="folder under experiments/")
+        cmd.add_argument("--protocol", default="kfold")
+        cmd.add_argument(
+            "--output", help="run folder (default runs/<command>/<dataset>/<protocol>)"
+        )
+        cmd.add_argument("--seeds", type=int, nargs="+", default=[3407])
+        cmd.add_argument("--folds", type=int, nargs="+", help="only these folds")
+        cmd.add_argument("--reference", default="mpcl", help="row tested against the others")
+        if command == "robustness":
+            cmd.add_argument("--drop-rates", type=float, nargs="+", default=[0.1, 0.3, 0.5])
+            cmd.add_argument("--snrs", type=float, nargs="+", default=[10.0, 0.0])
+        else:
+            cmd.add_argument(
+                "--sizes",
+                type=float,
+                nargs="+",
+                default=[2, 4, 8, 0],
+                help="training subjects (subject-independent) or window fractions "
+                "(subject-dependent); 0 = all",
+            )
 
     compare = sub.add_parser("compare", help="put finished runs side by side")
     compare.add_argument("runs", nargs="+", help="run folders")
@@ -113,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(own)
     if args.command == "run":
         return int(report_errors("mpcl-protocol", lambda: _run(args, overrides), debug))
+    if args.command in ("robustness", "datasize"):
+        return int(report_errors("mpcl-protocol", lambda: _robustness(args, overrides), debug))
     return int(report_errors("mpcl-protocol", lambda: _compare(args), debug))
 
 

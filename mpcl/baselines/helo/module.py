@@ -13,6 +13,7 @@ from mpcl.baselines.helo.labels import correlation_alignment_loss
 from mpcl.baselines.helo.net import HeLoNet
 from mpcl.baselines.helo.transport import TransportKind
 from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
+from mpcl.nn.masking import fill_missing
 
 
 class HeLoModule(EmotionDistributionModule):
@@ -101,8 +102,13 @@ class HeLoModule(EmotionDistributionModule):
         )
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """Predicted distributions ``[B, C]`` and ``aux`` (see :class:`HeLoNet`)."""
-        return self.net(batch)
+        """Predicted distributions ``[B, C]`` and ``aux`` (see :class:`HeLoNet`).
+
+        A missing modality (presence mask) is zero-filled, i.e. imputed by the training mean
+        (:func:`~mpcl.nn.masking.fill_missing`): HeLo mixes a fixed number of tokens with a
+        linear layer, so tokens cannot be left out without changing the architecture.
+        """
+        return self.net(fill_missing(batch, self.metadata.modalities))
 
     def auxiliary_losses(
         self, batch: Batch, preds: Tensor, aux: Mapping[str, Tensor]
