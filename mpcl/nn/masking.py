@@ -9,6 +9,8 @@ the data held there (zeros, noise, 1e6, NaN) is then gone before the first layer
 guarantee holds by construction. Models that can do better than mean imputation use the presence
 columns themselves on top (token masks in attention, skipped branches, missing indicators):
 see ``docs/robustness.md`` for the behaviour of each model.
+
+See docs/model.md, section 'Missing modalities'.
 """
 
 from __future__ import annotations
