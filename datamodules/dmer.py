@@ -238,6 +238,9 @@ class DMERDataModule(FeatureDataModule):
         predict_root: Folder of feature files to predict (``mpcl predict``): every
             ``<subject_id>.mat`` in it, all rows, standardised with the training statistics
             (restored from the checkpoint); ``dis_label`` may be absent there.
+        split_rng: See :class:`~datamodules.base.FeatureDataModule`.
+        validate_on_test: See :class:`~datamodules.base.FeatureDataModule`.
+        scoring: See :class:`~datamodules.base.FeatureDataModule`.
     """
 
     dataset_name = "dmer"
@@ -259,6 +262,9 @@ class DMERDataModule(FeatureDataModule):
         shuffle_seed: int = 0,
         split_file: str | None = None,
         predict_root: str | None = None,
+        split_rng: Literal["numpy", "torch"] = "numpy",
+        validate_on_test: bool = False,
+        scoring: Literal["all", "first-per-batch"] = "all",
     ) -> None:
         super().__init__(
             protocol=protocol,
@@ -272,6 +278,9 @@ class DMERDataModule(FeatureDataModule):
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,
+            split_rng=split_rng,
+            validate_on_test=validate_on_test,
+            scoring=scoring,
         )
         ids = list(DMER_VALID_SUBJECTS) if subjects is None else [int(s) for s in subjects]
         if not ids or len(set(ids)) != len(ids) or min(ids) < 0:

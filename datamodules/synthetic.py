@@ -308,6 +308,9 @@ class SyntheticDMERDataModule(DMERDataModule):
         shuffle_seed: See :class:`~datamodules.base.FeatureDataModule`.
         split_file: See :class:`~datamodules.base.FeatureDataModule`.
         predict_root: See :class:`~datamodules.dmer.DMERDataModule`.
+        split_rng: See :class:`~datamodules.base.FeatureDataModule`.
+        validate_on_test: See :class:`~datamodules.base.FeatureDataModule`.
+        scoring: See :class:`~datamodules.base.FeatureDataModule`.
     """
 
     dataset_name = "synthetic"
@@ -331,6 +334,9 @@ class SyntheticDMERDataModule(DMERDataModule):
         shuffle_seed: int = 0,
         split_file: str | None = None,
         predict_root: str | None = None,
+        split_rng: Literal["numpy", "torch"] = "numpy",
+        validate_on_test: bool = False,
+        scoring: Literal["all", "first-per-batch"] = "all",
     ) -> None:
         if not 1 <= num_subjects <= len(DMER_VALID_SUBJECTS):
             raise ValueError(
@@ -356,6 +362,9 @@ class SyntheticDMERDataModule(DMERDataModule):
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,
+            split_rng=split_rng,
+            validate_on_test=validate_on_test,
+            scoring=scoring,
             predict_root=predict_root,
         )
         self.num_subjects = num_subjects
