@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +23,7 @@ from mpcl.baselines.helo import (
     embedding_correlation,
     thresholded_cosine_cost,
 )
+from mpcl.cli import build_cli
 
 
 @pytest.fixture(autouse=True)
@@ -185,3 +188,32 @@ def test_first_per_batch_scoring_scores_marked_rows_of_whole_batches():
             model.test_step(step_batch, 0)
         counts[scored is None] = {int(metric.count) for metric in model.test_metrics.values()}
     assert counts == {True: {6}, False: {1}}
+
+
+def test_reference_preset_under_the_published_protocol_through_the_cli(in_tmp_cwd):
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    cli = build_cli(
+        [
+            "fit",
+            *("--config", str(root / "synthetic" / "helo.yaml")),
+            *("--config", str(root / "presets" / "helo_reference.yaml")),
+            *("--config", str(root / "protocols" / "published.yaml")),
+            "--data.init_args.num_subjects=2",
+            "--data.init_args.rows_per_clip=4",
+            f"--data.init_args.root={in_tmp_cwd / 'synthetic'}",
+            "--data.init_args.batch_size=8",
+            "--data.init_args.eval_batch_size=8",
+            f"--data.init_args.split_file={in_tmp_cwd / 'split.json'}",
+            "--trainer.max_epochs=1",
+            "--trainer.enable_progress_bar=false",
+            "--test_after_fit=true",
+        ]
+    )
+    assert isinstance(cli.model.net, HeLoReferenceNet)
+    datamodule = cli.datamodule
+    assert not datamodule.standardize and datamodule.protocol == "random-window"
+    split = json.loads((in_tmp_cwd / "split.json").read_text())["splits"]
+    assert split["val"]["rows"] == split["test"]["rows"]  # the epoch is chosen on test
+    test_rows = len(split["test"]["rows"])  # 26 of subject 0's 128 rows: batches of 8, 8, 8, 2
+    results = json.loads((Path(cli.trainer.log_dir) / "test_results.json").read_text())
+    assert results["num_samples"] == math.ceil(test_rows / 8) == 4
