@@ -211,7 +211,7 @@ class EmotionDistributionModule(LightningModule):
         self._shared_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        """Accumulate test losses and metrics over every test sample."""
+        """Accumulate test losses and metrics over every (scored) test sample."""
         self._shared_step(batch, "test")
 
     def predict_step(

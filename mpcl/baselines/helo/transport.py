@@ -22,7 +22,7 @@ ThresholdScope = Literal["sample", "batch"]
 def thresholded_cosine_cost(
     tokens: Tensor, threshold: float = 0.1, scope: ThresholdScope = "sample"
 ) -> Tensor:
-    r"""Intra-set cosine distances, shifted down by a per-sample threshold and clipped at 0.
+    r"""Intra-set cosine distances, shifted down by a threshold and clipped at 0.
 
     .. math::
         c_{ij} = 1 - \cos(x_i, x_j), \qquad
