@@ -27,6 +27,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +46,16 @@ MODEL_OVERLAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "helo_reference": ("helo", ("experiments/presets/helo_reference.yaml",)),
 }
 CONTROL = "train-mean"
+#: The published protocol with one of its factors undone (``--decompose``): setting -> overrides.
+PUBLISHED_VARIANTS: dict[str, tuple[str, ...]] = {
+    "published-numpy-split": ("--data.init_args.split_rng=numpy",),
+    "published-epoch-on-val": (
+        "--data.init_args.validate_on_test=false",
+        "--data.init_args.val_fraction=0.1",
+    ),
+    "published-every-row": ("--data.init_args.scoring=all",),
+    "published-standardised": ("--data.init_args.standardize=true",),
+}
 
 
 def model_configs(dataset: str, model: str, root: Path = Path()) -> list[str]:
@@ -61,18 +72,38 @@ def model_configs(dataset: str, model: str, root: Path = Path()) -> list[str]:
     return [str(c) for c in configs]
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One protocol run of the table: a model under one setting."""
+
+    model: str
+    setting: str
+    protocol: str
+    configs: tuple[str, ...]
+    folder: Path
+    overrides: tuple[str, ...] = ()
+
+
 def planned_runs(
-    dataset: str, models: Sequence[str], honest: Sequence[str], output: Path, root: Path = Path()
-) -> list[tuple[str, str, str, list[str], Path]]:
-    """``(model, setting, protocol, configs, run folder)`` of every run, published first."""
+    dataset: str,
+    models: Sequence[str],
+    honest: Sequence[str],
+    output: Path,
+    root: Path = Path(),
+    decompose: bool = False,
+) -> list[PlannedRun]:
+    """Every run of the table, per model: published, its variants (``decompose``), honest."""
     runs = []
     for model in models:
-        configs = model_configs(dataset, model, root)
-        overlay = str(root / PUBLISHED_OVERLAY)
-        runs.append(
-            (model, PUBLISHED, PUBLISHED_PROTOCOL, [*configs, overlay], output / PUBLISHED / model)
-        )
-        runs += [(model, p, p, configs, output / p / model) for p in honest]
+        configs = tuple(model_configs(dataset, model, root))
+        published = (*configs, str(root / PUBLISHED_OVERLAY))
+        settings = {PUBLISHED: (), **(PUBLISHED_VARIANTS if decompose else {})}
+        for setting, overrides in settings.items():
+            folder = output / setting / model
+            runs.append(
+                PlannedRun(model, setting, PUBLISHED_PROTOCOL, published, folder, overrides)
+            )
+        runs += [PlannedRun(model, p, p, configs, output / p / model) for p in honest]
     return runs
 
 
@@ -80,7 +111,7 @@ def _label(method: str, model: str) -> str:
     return CONTROL if method == CONTROL else model
 
 
-def collect(runs: Sequence[tuple[str, str, str, list[str], Path]]) -> pd.DataFrame:
+def collect(runs: Sequence[PlannedRun]) -> pd.DataFrame:
     """Long form ``(method, setting, metric, mean, std, folds)`` of the finished runs.
 
     The model's rows are labelled with the model's name; the ``train-mean`` control is taken from
@@ -88,10 +119,11 @@ def collect(runs: Sequence[tuple[str, str, str, list[str], Path]]) -> pd.DataFra
     """
     records = []
     seen_control: set[str] = set()
-    for model, setting, _, _, folder in runs:
-        if not (folder / "folds.csv").exists():
+    for run in runs:
+        model, setting = run.model, run.setting
+        if not (run.folder / "folds.csv").exists():
             continue
-        frame = read_folds(folder)
+        frame = read_folds(run.folder)
         methods = [m for m in dict.fromkeys(frame["method"]) if m not in ("uniform",)]
         for method in methods:
             if method == CONTROL:
@@ -174,35 +206,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, nargs="+", help="only these folds of every protocol")
     parser.add_argument("--output", default=None, help="default runs/inflation/<dataset>")
     parser.add_argument("--table-only", action="store_true", help="tabulate finished runs only")
+    parser.add_argument(
+        "--decompose",
+        action="store_true",
+        help="also run the published protocol with one factor undone at a time",
+    )
     args = parser.parse_args(own)
     if PUBLISHED in args.honest:
         parser.error(f"--honest: {PUBLISHED!r} is the other column")
     output = Path(args.output or Path("runs") / "inflation" / args.dataset)
-    runs = planned_runs(args.dataset, args.models, args.honest, output)
+    runs = planned_runs(args.dataset, args.models, args.honest, output, decompose=args.decompose)
     if not args.table_only:
-        for model, setting, protocol, configs, folder in runs:
-            print(f"[inflation] {model} / {setting}: {folder}", flush=True)
+        for run in runs:
+            print(f"[inflation] {run.model} / {run.setting}: {run.folder}", flush=True)
             ProtocolRun(
-                configs=configs,
-                protocol=protocol,
-                output_dir=folder,
+                configs=run.configs,
+                protocol=run.protocol,
+                output_dir=run.folder,
                 seeds=args.seeds,
                 folds=args.folds,
-                overrides=overrides,
-                name=model,
+                overrides=[*overrides, *run.overrides],
+                name=run.model,
             ).run()
     long_form = collect(runs)
     if long_form.empty:
         raise SystemExit(f"inflation: no finished runs under {output}")
-    text = inflation_table(long_form, args.honest)
-    note = (
-        f"Published: `{PUBLISHED_PROTOCOL}` + `{PUBLISHED_OVERLAY}`; honest: "
-        f"{', '.join(f'`{p}`' for p in args.honest)}. Mean ± std over folds; "
-        "`*`: the difference flatters the published protocol.\n\n"
+    honest_note = ", ".join(f"`{p}`" for p in args.honest)
+    text = (
+        f"Published: `{PUBLISHED_PROTOCOL}` + `{PUBLISHED_OVERLAY}`; honest: {honest_note}. "
+        "Mean ± std over folds; `*`: the difference flatters the published protocol.\n\n"
+        + inflation_table(long_form, args.honest)
     )
-    atomic_write_text(output / "inflation.md", note + text + "\n")
+    if args.decompose:
+        variants = list(PUBLISHED_VARIANTS)
+        text += (
+            "\n\nThe published protocol with one factor undone (`published - variant`; `*`: the "
+            "factor flatters the published protocol):\n\n" + inflation_table(long_form, variants)
+        )
+    atomic_write_text(output / "inflation.md", text + "\n")
     atomic_write_text(output / "inflation.csv", long_form.to_csv(index=False))
-    print(f"\n{note}{text}\n\nWritten: {output}/inflation.md", flush=True)
+    print(f"\n{text}\n\nWritten: {output}/inflation.md", flush=True)
     return 0
 
 

@@ -19,7 +19,7 @@ def test_planned_runs_stack_the_published_overlay_on_random_window():
     runs = planned_runs(
         "synthetic", ["mlp", "helo_reference"], ["clip-holdout", "loso"], Path("o"), ROOT
     )
-    assert [(m, s, p) for m, s, p, _, _ in runs] == [
+    assert [(r.model, r.setting, r.protocol) for r in runs] == [
         ("mlp", "published", "random-window"),
         ("mlp", "clip-holdout", "clip-holdout"),
         ("mlp", "loso", "loso"),
@@ -27,12 +27,22 @@ def test_planned_runs_stack_the_published_overlay_on_random_window():
         ("helo_reference", "clip-holdout", "clip-holdout"),
         ("helo_reference", "loso", "loso"),
     ]
-    published = runs[3][3]
+    published = runs[3].configs
     assert published[0].endswith("experiments/synthetic/helo.yaml")
     assert published[1].endswith("experiments/presets/helo_reference.yaml")
     assert published[2].endswith(inflation.PUBLISHED_OVERLAY)
-    assert all(inflation.PUBLISHED_OVERLAY not in c for c in runs[4][3])
-    assert runs[0][4] == Path("o/published/mlp")
+    assert all(inflation.PUBLISHED_OVERLAY not in c for c in runs[4].configs)
+    assert runs[0].folder == Path("o/published/mlp") and runs[0].overrides == ()
+
+
+def test_decompose_undoes_one_published_factor_per_run():
+    runs = planned_runs("synthetic", ["mlp"], ["loso"], Path("o"), ROOT, decompose=True)
+    variants = [r for r in runs if r.setting in inflation.PUBLISHED_VARIANTS]
+    assert len(variants) == 4
+    for run in variants:
+        assert run.protocol == "random-window" and run.configs == runs[0].configs
+        assert run.overrides == inflation.PUBLISHED_VARIANTS[run.setting]
+        assert run.folder == Path("o") / run.setting / "mlp"
 
 
 def test_unknown_model_names_the_missing_config():
