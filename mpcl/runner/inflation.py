@@ -90,14 +90,17 @@ def planned_runs(
     honest: Sequence[str],
     output: Path,
     root: Path = Path(),
-    decompose: bool = False,
+    variants: Sequence[str] = (),
 ) -> list[PlannedRun]:
-    """Every run of the table, per model: published, its variants (``decompose``), honest."""
+    """Every run of the table, per model: published, the ``variants`` of it, honest."""
+    unknown = sorted(set(variants) - set(PUBLISHED_VARIANTS))
+    if unknown:
+        raise ValueError(f"inflation: unknown variants {unknown}; known {list(PUBLISHED_VARIANTS)}")
     runs = []
     for model in models:
         configs = tuple(model_configs(dataset, model, root))
         published = (*configs, str(root / PUBLISHED_OVERLAY))
-        settings = {PUBLISHED: (), **(PUBLISHED_VARIANTS if decompose else {})}
+        settings = {PUBLISHED: (), **{v: PUBLISHED_VARIANTS[v] for v in variants}}
         for setting, overrides in settings.items():
             folder = output / setting / model
             runs.append(
@@ -208,14 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-only", action="store_true", help="tabulate finished runs only")
     parser.add_argument(
         "--decompose",
-        action="store_true",
-        help="also run the published protocol with one factor undone at a time",
+        nargs="*",
+        choices=list(PUBLISHED_VARIANTS),
+        help="also run the published protocol with one factor undone at a time (these, or all)",
     )
     args = parser.parse_args(own)
     if PUBLISHED in args.honest:
         parser.error(f"--honest: {PUBLISHED!r} is the other column")
     output = Path(args.output or Path("runs") / "inflation" / args.dataset)
-    runs = planned_runs(args.dataset, args.models, args.honest, output, decompose=args.decompose)
+    variants = [] if args.decompose is None else (args.decompose or list(PUBLISHED_VARIANTS))
+    runs = planned_runs(args.dataset, args.models, args.honest, output, variants=variants)
     if not args.table_only:
         for run in runs:
             print(f"[inflation] {run.model} / {run.setting}: {run.folder}", flush=True)
@@ -237,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "Mean ± std over folds; `*`: the difference flatters the published protocol.\n\n"
         + inflation_table(long_form, args.honest)
     )
-    if args.decompose:
-        variants = list(PUBLISHED_VARIANTS)
+    if variants:
         text += (
             "\n\nThe published protocol with one factor undone (`published - variant`; `*`: the "
             "factor flatters the published protocol):\n\n" + inflation_table(long_form, variants)

@@ -36,13 +36,16 @@ def test_planned_runs_stack_the_published_overlay_on_random_window():
 
 
 def test_decompose_undoes_one_published_factor_per_run():
-    runs = planned_runs("synthetic", ["mlp"], ["loso"], Path("o"), ROOT, decompose=True)
+    every = list(inflation.PUBLISHED_VARIANTS)
+    runs = planned_runs("synthetic", ["mlp"], ["loso"], Path("o"), ROOT, variants=every)
     variants = [r for r in runs if r.setting in inflation.PUBLISHED_VARIANTS]
     assert len(variants) == 4
     for run in variants:
         assert run.protocol == "random-window" and run.configs == runs[0].configs
         assert run.overrides == inflation.PUBLISHED_VARIANTS[run.setting]
         assert run.folder == Path("o") / run.setting / "mlp"
+    with pytest.raises(ValueError, match="unknown variants"):
+        planned_runs("synthetic", ["mlp"], [], Path("o"), ROOT, variants=["published-faster"])
 
 
 def test_unknown_model_names_the_missing_config():
