@@ -150,3 +150,13 @@ agent: $(STAMP) ## Run a W&B sweep agent: make agent ID=entity/project/sweep_id 
 clean: ## Remove runs, caches and generated data (keeps .venv)
 	rm -rf runs lightning_logs wandb data/synthetic .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+# Protocol inflation: the released HeLo code's evaluation (experiments/protocols/published.yaml on
+# random-window) against honest protocols, same models; docs/baselines.md has the measured table.
+INFLATION_MODELS ?= mpcl mlp helo
+INFLATION_HONEST ?= clip-holdout loso
+.PHONY: inflation
+inflation: $(STAMP) ## Published vs honest protocols, same models: make inflation ARGS="--data.init_args.num_subjects=4"
+	$(PY) -m mpcl.runner.inflation --dataset $(DATASET) --models $(INFLATION_MODELS) \
+		--honest $(INFLATION_HONEST) --seeds $(SEEDS) --output runs/inflation/$(DATASET) \
+		$(if $(ARGS),-- $(ARGS))

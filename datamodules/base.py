@@ -34,12 +34,14 @@ from datamodules.modality_mask import (
 from datamodules.protocols import (
     DEFAULT_SPLIT_SEED,
     Split,
+    SplitRNG,
     check_protocol,
     describe_split,
     num_folds,
     split_table,
     write_split_file,
 )
+from datamodules.scoring import SCORED_KEY, SCORINGS, Scoring, first_per_batch
 from datamodules.subject_norm import standardize_per_subject
 from datamodules.table import FeatureTable
 from datamodules.table_cache import load_shared
@@ -96,6 +98,14 @@ class FeatureDataModule(LightningDataModule, ABC):
             applied is written to ``masking.json`` in the run folder.
         data_size: Train on part of the training split only (fewer subjects or windows per
             clip, :class:`~datamodules.data_size.DataSize`); validation and test are unchanged.
+        split_rng: Random generator of ``random-window``: ``numpy`` (default) or ``torch`` (the
+            released HeLo code's ``random_split`` rows and order; see
+            :mod:`datamodules.protocols`).
+        validate_on_test: Serve the test rows as the validation split, so that the checkpoint
+            (and early stopping) is chosen on test: the released HeLo code's protocol, for
+            measuring its inflation only. Needs ``val_fraction=0``.
+        scoring: ``all`` evaluation rows, or ``first-per-batch`` (the released HeLo code's
+            scoring; see :mod:`datamodules.scoring`).
     """
 
     def __init__(
@@ -113,6 +123,9 @@ class FeatureDataModule(LightningDataModule, ABC):
         split_file: str | None = None,
         masking: ModalityMasking | None = None,
         data_size: DataSize | None = None,
+        split_rng: SplitRNG = "numpy",
+        validate_on_test: bool = False,
+        scoring: Scoring = "all",
     ) -> None:
         super().__init__()
         check_protocol(protocol)
@@ -138,6 +151,16 @@ class FeatureDataModule(LightningDataModule, ABC):
         self.split_file = split_file
         self.masking = masking
         self.data_size = data_size
+        if validate_on_test and val_fraction > 0:
+            raise ValueError(
+                f"validate_on_test=True serves the test rows as validation; set val_fraction=0 "
+                f"(got {val_fraction}) so that no training rows are held out for nothing"
+            )
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {list(SCORINGS)}, got {scoring!r}")
+        self.split_rng = split_rng
+        self.validate_on_test = validate_on_test
+        self.scoring = scoring
         # Unpadded evaluation sharding can leave a rank without rows when a split is tiny.
         self.allow_zero_length_dataloader_with_multiple_devices = True
         # The table as loaded (per-subject z-scored when enabled); standardised only on demand.
@@ -227,10 +250,13 @@ class FeatureDataModule(LightningDataModule, ABC):
             k=self.num_folds,
             val_fraction=self.val_fraction,
             seed=self.split_seed,
+            split_rng=self.split_rng,
         )
         if self.data_size is not None:
             kept = subsample_training_rows(split.train, table.subject, table.trial, self.data_size)
             split = dataclasses.replace(split, train=kept)
+        if self.validate_on_test:
+            split = dataclasses.replace(split, val=split.test)
         if len(split.train) == 0:
             raise ValueError(
                 f"{type(self).__name__}: fold {self.fold} of {self.protocol} has no training rows"
@@ -251,6 +277,10 @@ class FeatureDataModule(LightningDataModule, ABC):
                 name: apply_masking(rows, modalities, self.masking, name)
                 for name, rows in self._split_tables.items()
             }
+        if self.scoring == "first-per-batch":
+            for name in ("val", "test"):
+                rows = len(self.splits[name])
+                self._split_tables[name][SCORED_KEY] = first_per_batch(rows, self.eval_batch_size)
         self._device_tables = {}
         if self.split_file and self._is_global_zero():
             self.write_split(self.split_file, split)

@@ -300,6 +300,9 @@ class DMERDataModule(FeatureDataModule):
         predict_root: Folder of feature files to predict (``mpcl predict``): every
             ``<subject_id>.mat`` in it, all rows, standardised with the training statistics
             (restored from the checkpoint); ``dis_label`` may be absent there.
+        split_rng: See :class:`~datamodules.base.FeatureDataModule`.
+        validate_on_test: See :class:`~datamodules.base.FeatureDataModule`.
+        scoring: See :class:`~datamodules.base.FeatureDataModule`.
     """
 
     dataset_name = "dmer"
@@ -329,6 +332,9 @@ class DMERDataModule(FeatureDataModule):
         predict_root: str | None = None,
         masking: ModalityMasking | None = None,
         data_size: DataSize | None = None,
+        split_rng: Literal["numpy", "torch"] = "numpy",
+        validate_on_test: bool = False,
+        scoring: Literal["all", "first-per-batch"] = "all",
     ) -> None:
         super().__init__(
             protocol=protocol,
@@ -344,6 +350,9 @@ class DMERDataModule(FeatureDataModule):
             split_file=split_file,
             masking=masking,
             data_size=data_size,
+            split_rng=split_rng,
+            validate_on_test=validate_on_test,
+            scoring=scoring,
         )
         ids = list(DMER_VALID_SUBJECTS) if subjects is None else [int(s) for s in subjects]
         if not ids or len(set(ids)) != len(ids) or min(ids) < 0:

@@ -3,11 +3,15 @@
 Subject-dependent protocols train one model per subject (fold ``i`` = the ``i``-th subject in
 sorted id order) and split that subject's rows:
 
-* ``random-window`` (HeLo-compatible): a random 20 % of the rows are test. The permutation is
-  the one scikit-learn's ``train_test_split(rows, test_size=0.2, random_state=seed)`` draws
-  (``RandomState(seed).permutation``, the first ``ceil(0.2 n)`` rows are test), so the split is
-  the same as HeLo's for the same row order and seed. Overlapping windows of one clip land in
-  both train and test, which leaks labels: report it beside a leakage-free protocol.
+* ``random-window``: a random 20 % of the rows are test. By default (``split_rng="numpy"``) the
+  permutation is the one scikit-learn's ``train_test_split(rows, test_size=0.2,
+  random_state=seed)`` draws (``RandomState(seed).permutation``, the first ``ceil(0.2 n)`` rows
+  are test). That is *not* the released HeLo code's split, which has the same sizes but other
+  rows. ``split_rng="torch"`` draws HeLo's rows: ``torch.utils.data.random_split`` with
+  ``torch.Generator().manual_seed(seed)`` and ``int(0.8 n)`` training rows (kaio-99/HeLo at
+  08dad27, ``train.py`` lines 24-26), and keeps every part in ``random_split``'s order, so the
+  test batches are the reference's. Overlapping windows of one clip land in both train and
+  test, which leaks labels: report it beside a leakage-free protocol.
 * ``temporal`` (the DMER authors' split): per clip, the first 80 % of the rows (by ``position``)
   train, the rest test.
 * ``clip-holdout`` (leakage-free): 20 % of the subject's clips are test, whole, stratified by the
@@ -48,6 +52,8 @@ SUBJECT_INDEPENDENT: frozenset[str] = frozenset({"loso", "kfold"})
 DEFAULT_SPLIT_SEED = 3407
 TEST_FRACTION = 0.2
 SPLIT_NAMES = ("train", "val", "test")
+SplitRNG = Literal["numpy", "torch"]
+SPLIT_RNGS: tuple[str, ...] = get_args(SplitRNG)
 
 # Tolerance for ceil(fraction * n): 0.2 * 15 is 3.0000000000000004 in floating point.
 _EPS = 1e-9
@@ -55,7 +61,11 @@ _EPS = 1e-9
 
 @dataclass(frozen=True)
 class Split:
-    """Row ids (int64, sorted ascending) of the three parts of one fold."""
+    """Row ids (int64) of the three parts of one fold.
+
+    Sorted ascending, except under ``random-window`` with ``split_rng="torch"``, whose parts are
+    in ``torch.utils.data.random_split``'s order (the reference's test-batch order).
+    """
 
     train: Tensor
     val: Tensor
@@ -105,6 +115,7 @@ def split_table(
     val_fraction: float = 0.1,
     seed: int = DEFAULT_SPLIT_SEED,
     test_fraction: float = TEST_FRACTION,
+    split_rng: SplitRNG = "numpy",
 ) -> Split:
     """The train / validation / test row ids of one fold of ``protocol``.
 
@@ -117,9 +128,12 @@ def split_table(
         val_fraction: Fraction of the training units moved to validation, in ``[0, 1)``.
         seed: Seed of every random choice (3407 by default, HeLo's).
         test_fraction: Test fraction of the subject-dependent protocols, in ``(0, 1)``.
+        split_rng: Random generator of ``random-window``: ``numpy`` (scikit-learn's draw, the
+            default) or ``torch`` (the released HeLo code's ``random_split``, its order kept).
+            The other protocols ignore it.
 
     Returns:
-        The three row-id tensors, disjoint and sorted.
+        The three row-id tensors, disjoint; sorted unless ``random-window`` with ``torch``.
     """
     folds = num_folds(protocol, table, k)
     if not 0 <= fold < folds:
@@ -128,10 +142,15 @@ def split_table(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if split_rng not in SPLIT_RNGS:
+        raise ValueError(f"split_rng must be one of {list(SPLIT_RNGS)}, got {split_rng!r}")
     subject = table.subject.numpy()
     ids = np.asarray(table.subjects, dtype=np.int64)
     if protocol in SUBJECT_DEPENDENT:
         rows = np.flatnonzero(subject == ids[fold])
+        if protocol == "random-window" and split_rng == "torch":
+            parts = _random_window_torch(rows, val_fraction, seed, test_fraction)
+            return Split(*(torch.from_numpy(p.astype(np.int64)) for p in parts))
         if protocol == "random-window":
             parts = _random_window(rows, val_fraction, seed, test_fraction)
         elif protocol == "temporal":
@@ -199,6 +218,29 @@ def _random_window(
     keep = np.ones(len(train), dtype=bool)
     keep[val_pick] = False
     return train[keep], train[val_pick], test
+
+
+def _random_window_torch(
+    rows: np.ndarray, val_fraction: float, seed: int, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The released HeLo code's split, parts in ``random_split`` order (not sorted).
+
+    ``random_split(range(n), [int(0.8 n), n - int(0.8 n)], generator=Generator().manual_seed(s))``
+    is ``randperm(n, generator)`` cut after the training size: the first part trains, the rest
+    tests. The reference has no validation rows; with ``val_fraction > 0`` they are drawn from
+    the training part by the same generator's next permutation.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    # int(), not ceil: the reference computes int(train_size * len(dataset)) (train.py line 24).
+    n_train = int((1.0 - test_fraction) * len(rows))
+    order = torch.randperm(len(rows), generator=generator).numpy()
+    train, test = rows[order[:n_train]], rows[order[n_train:]]
+    n_val = _val_count(val_fraction, len(train))
+    if n_val == 0:
+        return train, train[:0], test
+    is_val = np.zeros(len(train), dtype=bool)
+    is_val[torch.randperm(len(train), generator=generator)[:n_val].numpy()] = True
+    return train[~is_val], train[is_val], test
 
 
 def _temporal(

@@ -312,6 +312,9 @@ class SyntheticDMERDataModule(DMERDataModule):
         masking: See :class:`~datamodules.base.FeatureDataModule`.
         data_size: See :class:`~datamodules.base.FeatureDataModule`.
         predict_root: See :class:`~datamodules.dmer.DMERDataModule`.
+        split_rng: See :class:`~datamodules.base.FeatureDataModule`.
+        validate_on_test: See :class:`~datamodules.base.FeatureDataModule`.
+        scoring: See :class:`~datamodules.base.FeatureDataModule`.
     """
 
     dataset_name = "synthetic"
@@ -337,6 +340,9 @@ class SyntheticDMERDataModule(DMERDataModule):
         predict_root: str | None = None,
         masking: ModalityMasking | None = None,
         data_size: DataSize | None = None,
+        split_rng: Literal["numpy", "torch"] = "numpy",
+        validate_on_test: bool = False,
+        scoring: Literal["all", "first-per-batch"] = "all",
     ) -> None:
         if not 1 <= num_subjects <= len(DMER_VALID_SUBJECTS):
             raise ValueError(
@@ -362,6 +368,9 @@ class SyntheticDMERDataModule(DMERDataModule):
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
             split_file=split_file,
+            split_rng=split_rng,
+            validate_on_test=validate_on_test,
+            scoring=scoring,
             predict_root=predict_root,
             masking=masking,
             data_size=data_size,

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from datamodules.scoring import scored_rows
 from mpcl.guards import finite_or_none
 from mpcl.io import atomic_write_text, unused_path
 from mpcl.metrics import LDL_METRICS, LDLMetrics
@@ -72,8 +73,8 @@ class TestResultsReport(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Score the baselines on this batch's targets."""
-        target = batch["target"]
+        """Score the baselines on this batch's scored targets (every row unless marked)."""
+        (target,) = scored_rows(batch, batch["target"])
         self.num_samples += len(target)
         for name, metrics in self.baseline_metrics.items():
             pred = self.baseline_preds[name].to(target.device).expand_as(target)

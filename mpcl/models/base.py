@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from datamodules.metadata import DatasetMetadata
+from datamodules.scoring import scored_rows
 from mpcl.guards import check_finite_epoch
 from mpcl.losses import clamped_log, kl_divergence_loss
 from mpcl.metrics import LDLMetrics
@@ -133,7 +134,10 @@ class EmotionDistributionModule(LightningModule):
         # No self.log per step and value: Lightning's bookkeeping of one call costs more than a
         # small model's whole step. Sums stay on the device until the epoch ends.
         self._epoch_means[stage].update(terms, batch_size)
-        getattr(self, f"{stage}_metrics").update(preds.detach(), batch["target"])
+        # A protocol may score a subset of the evaluation rows (datamodules.scoring).
+        getattr(self, f"{stage}_metrics").update(
+            *scored_rows(batch, preds.detach(), batch["target"])
+        )
         if stage == "train" and self._is_step_logging_batch():
             self.log_dict(
                 {f"train/{k}_step": v for k, v in terms.items()},
@@ -209,7 +213,7 @@ class EmotionDistributionModule(LightningModule):
         self._shared_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        """Accumulate test losses and metrics over every test sample."""
+        """Accumulate test losses and metrics over every (scored) test sample."""
         self._shared_step(batch, "test")
 
     def predict_step(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -309,7 +308,7 @@ def test_dropkey_mask_rate_and_never_a_whole_row():
     assert 0.23 < (~mask).all(dim=-1).float().mean() < 0.27
 
 
-def test_dropkey_only_in_training_unless_asked():
+def test_dropkey_only_in_training():
     torch.manual_seed(0)
     query, keys = torch.randn(2, 5, 8), torch.randn(2, 7, 8)
     attention = DropKeyAttention(8, num_heads=2, dropkey=0.5)
@@ -321,63 +320,6 @@ def test_dropkey_only_in_training_unless_asked():
     _, dropped = attention(query, keys)
     assert (dropped == 0).any()
     torch.testing.assert_close(dropped.sum(-1), torch.ones(2, 2, 5))
-    always = DropKeyAttention(8, num_heads=2, dropkey=0.5, dropkey_in_eval=True)
-    always.load_state_dict(attention.state_dict())
-    always.eval()
-    assert not torch.allclose(always(query, keys)[0], always(query, keys)[0])
-
-
-# --- reference quirks --------------------------------------------------------------------------
-
-
-def test_reference_quirks_are_off_by_default():
-    assert inspect.signature(HeLoModule).parameters["reference_quirks"].default is False
-    model = HeLoModule(dmer_metadata())
-    assert not model.reference_quirks
-    assert not model.net.labels.resample
-    assert not model.net.cross_attention.attention.dropkey_in_eval
-
-
-def test_reference_quirks_change_behaviour():
-    metadata = dmer_metadata()
-    batch = make_batch(metadata, 4)
-    torch.manual_seed(0)
-    clean = HeLoModule(metadata).eval()
-    torch.manual_seed(0)
-    quirky = HeLoModule(metadata, reference_quirks=True).eval()
-    assert sum(p.numel() for p in quirky.parameters()) == DMER_PARAMETERS
-    with torch.no_grad():
-        clean_a, clean_aux = clean(batch)
-        clean_b, _ = clean(batch)
-        quirky_a, quirky_aux = quirky(batch)
-        quirky_b, quirky_aux_b = quirky(batch)
-    torch.testing.assert_close(clean_a, clean_b)
-    # evaluation is random (DropKey on, label embedding re-drawn on every call)
-    assert not torch.allclose(quirky_a, quirky_b)
-    assert not torch.allclose(quirky_aux["label_correlation"], quirky_aux_b["label_correlation"])
-    torch.testing.assert_close(
-        clean_aux["label_correlation"], embedding_correlation(clean.net.labels.weight)
-    )
-
-    # the label embedding never learns with the quirks
-    quirky.train()
-    preds, aux = quirky(batch)
-    quirky.compute_losses(batch, preds, aux)["loss"].backward()
-    assert quirky.net.labels.weight.grad is None
-
-
-@pytest.mark.filterwarnings("ignore:.*self.trainer.*")
-def test_reference_quirks_test_metrics_on_first_sample_only():
-    metadata = dmer_metadata()
-    batch = make_batch(metadata, 6)
-    batch["index"] = torch.arange(6)
-    counts = {}
-    for quirks in (False, True):
-        model = HeLoModule(metadata, reference_quirks=quirks).eval()
-        with torch.no_grad():
-            model.test_step(batch, 0)
-        counts[quirks] = {int(metric.count) for metric in model.test_metrics.values()}
-    assert counts == {False: {6}, True: {1}}
 
 
 def test_metadata_errors_name_the_field():

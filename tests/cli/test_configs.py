@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 # Overlays are stacked on a run config; they are not runs of their own.
 OVERLAY_DIRS = {"logging", "ablations", "sweeps", "trainer", "preprocessing"}
+OVERLAY_DIRS |= {"presets", "protocols"}  # model presets, evaluation protocols
 RUN_CONFIGS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name not in OVERLAY_DIRS)
 TINY_SYNTHETIC = [
     "--data.init_args.num_subjects=4",

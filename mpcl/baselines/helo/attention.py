@@ -45,14 +45,10 @@ class DropKeyAttention(nn.Module):
     Args:
         dim: Model size D.
         num_heads: Number H of heads; must divide D.
-        dropkey: DropKey ratio (0 disables it).
-        dropkey_in_eval: Keep DropKey on in evaluation mode too (a defect of the reference code,
-            reproduced only for ``reference_quirks``).
+        dropkey: DropKey ratio (0 disables it); training only.
     """
 
-    def __init__(
-        self, dim: int, num_heads: int = 1, dropkey: float = 0.0, dropkey_in_eval: bool = False
-    ) -> None:
+    def __init__(self, dim: int, num_heads: int = 1, dropkey: float = 0.0) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"DropKeyAttention: num_heads={num_heads} must divide dim={dim}")
@@ -61,7 +57,6 @@ class DropKeyAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.dropkey = dropkey
-        self.dropkey_in_eval = dropkey_in_eval
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
@@ -90,7 +85,7 @@ class DropKeyAttention(nn.Module):
         logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
         if bias is not None:
             logits = logits + bias
-        if self.dropkey > 0 and (self.training or self.dropkey_in_eval):
+        if self.dropkey > 0 and self.training:
             logits = logits.masked_fill(dropkey_mask(logits, self.dropkey), float("-inf"))
         weights = logits.softmax(dim=-1)
         heads = (weights @ v).transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)
@@ -104,14 +99,11 @@ class CrossAttentionBlock(nn.Module):
         dim: Model size D.
         num_heads: Number of heads.
         dropkey: DropKey ratio.
-        dropkey_in_eval: Keep DropKey on in evaluation mode (reference-code defect).
     """
 
-    def __init__(
-        self, dim: int, num_heads: int, dropkey: float = 0.0, dropkey_in_eval: bool = False
-    ) -> None:
+    def __init__(self, dim: int, num_heads: int, dropkey: float = 0.0) -> None:
         super().__init__()
-        self.attention = DropKeyAttention(dim, num_heads, dropkey, dropkey_in_eval)
+        self.attention = DropKeyAttention(dim, num_heads, dropkey)
         self.norm = nn.LayerNorm(dim)
 
     def forward(

@@ -61,20 +61,14 @@ class LabelEmbedding(nn.Module):
     Args:
         num_emotions: Number C of emotions.
         dim: Embedding size D.
-        resample: Return fresh ``U[0, 1)`` noise on every call instead of the parameter (the
-            reference code's defect: the embedding never learns). Reproduced only for
-            ``reference_quirks``; the parameter still exists so that the size is unchanged.
     """
 
-    def __init__(self, num_emotions: int, dim: int, resample: bool = False) -> None:
+    def __init__(self, num_emotions: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.rand(num_emotions, dim))
-        self.resample = resample
 
     def forward(self) -> Tensor:
         """The label embeddings ``[C, D]``."""
-        if self.resample:
-            return torch.rand_like(self.weight, requires_grad=False)
         return self.weight
 
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from datamodules.metadata import DatasetMetadata
 from mpcl.baselines.helo.labels import correlation_alignment_loss
 from mpcl.baselines.helo.net import HeLoNet
+from mpcl.baselines.helo.reference import HeLoReferenceNet
 from mpcl.baselines.helo.transport import TransportKind
 from mpcl.models.base import Batch, EmotionDistributionModule, adam, exponential_decay
 from mpcl.nn.masking import fill_missing
@@ -30,9 +31,12 @@ class HeLoModule(EmotionDistributionModule):
     (Adam 1e-3, weight decay 1e-5, ExponentialLR 0.99); batch size and epochs belong to the
     run config.
 
-    ``reference_quirks=True`` reproduces the known defects of the released code (all off by
-    default): the label embedding is fresh uniform noise on every forward pass, DropKey stays on
-    in evaluation, and test metrics are computed on the first sample of each test batch only.
+    ``reference_quirks=True`` swaps the network for
+    :class:`~mpcl.baselines.helo.reference.HeLoReferenceNet`, which computes what the released
+    code (kaio-99/HeLo at 08dad27) computes, defects included, with its exact parameter count.
+    The released code's evaluation (random-window rows in ``random_split`` order, epoch chosen
+    on test, first sample of each test batch, raw features) is a data option, not a model one:
+    ``experiments/protocols/published.yaml``. Both are off by default.
 
     Args:
         metadata: Data set description; linked from the datamodule by the CLI.
@@ -47,10 +51,12 @@ class HeLoModule(EmotionDistributionModule):
         gw_iterations: Gromov-Wasserstein linearisation steps.
         ipot_iterations: IPOT steps per linearisation.
         ipot_beta: IPOT step size.
-        transport: ``barycentric`` (default) or ``plan`` (the reference's ``T @ H_P``).
+        transport: ``barycentric`` or ``plan`` (the reference's ``T @ H_P``); ``None``: the
+            variant's own (``barycentric`` for the corrected model, ``plan`` for the reference,
+            which allows no other).
         lambda_corr: Weight of the correlation alignment (MSE) term.
         kl_reduction: ``sum`` (published) or ``mean`` over the batch.
-        reference_quirks: Reproduce the reference code's defects (see above).
+        reference_quirks: Use the released code's network (see above).
         optimizer: Callable building the optimizer.
         scheduler: Callable building an epoch-wise scheduler, or ``None``.
     """
@@ -69,7 +75,7 @@ class HeLoModule(EmotionDistributionModule):
         gw_iterations: int = 5,
         ipot_iterations: int = 20,
         ipot_beta: float = 0.1,
-        transport: TransportKind = "barycentric",
+        transport: TransportKind | None = None,
         lambda_corr: float = 1.0,
         kl_reduction: Literal["mean", "sum"] = "sum",
         reference_quirks: bool = False,
@@ -84,8 +90,7 @@ class HeLoModule(EmotionDistributionModule):
         self.kl_reduction = kl_reduction
         self.lambda_corr = lambda_corr
         self.reference_quirks = reference_quirks
-        self.net = HeLoNet(
-            self.metadata,
+        common = dict(
             hidden_dim=hidden_dim,
             num_heads=num_heads,
             dropkey=dropkey,
@@ -97,9 +102,17 @@ class HeLoModule(EmotionDistributionModule):
             gw_iterations=gw_iterations,
             ipot_iterations=ipot_iterations,
             ipot_beta=ipot_beta,
-            transport=transport,
-            reference_quirks=reference_quirks,
         )
+        self.net: HeLoNet | HeLoReferenceNet
+        if reference_quirks:
+            if transport not in (None, "plan"):
+                raise ValueError(
+                    f"HeLoModule: reference_quirks=True computes the reference's T @ H_P; "
+                    f"transport must be 'plan' or unset, got {transport!r}"
+                )
+            self.net = HeLoReferenceNet(self.metadata, **common)
+        else:
+            self.net = HeLoNet(self.metadata, transport=transport or "barycentric", **common)
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Predicted distributions ``[B, C]`` and ``aux`` (see :class:`HeLoNet`).
@@ -116,9 +129,3 @@ class HeLoModule(EmotionDistributionModule):
         """``corr``: MSE between the learned and the ground-truth label correlation."""
         loss = correlation_alignment_loss(aux["label_correlation"], batch["target"])
         return {"corr": (self.lambda_corr, loss)}
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        """Test losses and metrics; with ``reference_quirks``, of the batch's first sample only."""
-        if self.reference_quirks:
-            batch = {key: value[:1] for key, value in batch.items()}
-        super().test_step(batch, batch_idx)

@@ -56,8 +56,6 @@ class HeLoNet(nn.Module):
         ipot_iterations: IPOT steps per linearisation.
         ipot_beta: IPOT step size.
         transport: How the plan moves the physiological tokens (``barycentric`` or ``plan``).
-        reference_quirks: Reproduce the reference code's model defects (label embedding
-            re-drawn as noise on every call, DropKey on in evaluation). Off by default.
     """
 
     def __init__(
@@ -75,7 +73,6 @@ class HeLoNet(nn.Module):
         ipot_iterations: int = 20,
         ipot_beta: float = 0.1,
         transport: TransportKind = "barycentric",
-        reference_quirks: bool = False,
     ) -> None:
         super().__init__()
         self.anchor, *others = metadata.physiological
@@ -83,9 +80,7 @@ class HeLoNet(nn.Module):
         self.behavioral = tuple(metadata.behavioral)
         num_emotions = metadata.num_emotions
         self.tokenizers = build_tokenizers(metadata, hidden_dim, tokens_per_modality)
-        self.cross_attention = CrossAttentionBlock(
-            hidden_dim, num_heads, dropkey, dropkey_in_eval=reference_quirks
-        )
+        self.cross_attention = CrossAttentionBlock(hidden_dim, num_heads, dropkey)
         self.fusion_proj = nn.Linear(hidden_dim, hidden_dim)
         self.mining = HeterogeneityMining(
             cost_threshold, gw_iterations, ipot_iterations, ipot_beta, transport
@@ -103,7 +98,7 @@ class HeLoNet(nn.Module):
             )
         transported = physiological_tokens if transport == "plan" else behavioral_tokens
         self.token_mix = nn.Linear(transported + behavioral_tokens, num_emotions)
-        self.labels = LabelEmbedding(num_emotions, hidden_dim, resample=reference_quirks)
+        self.labels = LabelEmbedding(num_emotions, hidden_dim)
         self.label_attention = LabelCorrelationAttention(hidden_dim)
         self.head = nn.Sequential(
             nn.Linear(num_emotions * hidden_dim, head_dim),

@@ -16,29 +16,40 @@ import torch
 from torch import Tensor, nn
 
 TransportKind = Literal["barycentric", "plan"]
+ThresholdScope = Literal["sample", "batch"]
 
 
-def thresholded_cosine_cost(tokens: Tensor, threshold: float = 0.1) -> Tensor:
-    r"""Intra-set cosine distances, shifted down by a per-sample threshold and clipped at 0.
+def thresholded_cosine_cost(
+    tokens: Tensor, threshold: float = 0.1, scope: ThresholdScope = "sample"
+) -> Tensor:
+    r"""Intra-set cosine distances, shifted down by a threshold and clipped at 0.
 
     .. math::
         c_{ij} = 1 - \cos(x_i, x_j), \qquad
         \tau = \min c + t\,(\max c - \min c), \qquad C_{ij} = \max(c_{ij} - \tau, 0)
 
-    The minimum and maximum are taken per sample, so a sample's cost never depends on the other
-    samples of its batch.
+    With ``scope="sample"`` (default) the minimum and maximum are taken per sample, so a
+    sample's cost never depends on the other samples of its batch. ``scope="batch"`` takes them
+    over the whole batch, as the released code does (kaio-99/HeLo at 08dad27,
+    ``models/OT_torch_.py`` lines 163-167, ``cos_dis.min()`` / ``.max()`` of the batch tensor).
 
     Args:
         tokens: Token sets ``[B, N, D]``.
-        threshold: The fraction ``t`` of the per-sample range.
+        threshold: The fraction ``t`` of the range.
+        scope: ``sample`` or ``batch``: where the minimum and maximum are taken.
 
     Returns:
         Costs ``[B, N, N]``.
     """
     unit = nn.functional.normalize(tokens, dim=-1)
     cost = 1.0 - unit @ unit.transpose(1, 2)
-    low = cost.amin(dim=(1, 2), keepdim=True)
-    high = cost.amax(dim=(1, 2), keepdim=True)
+    if scope not in ("sample", "batch"):
+        raise ValueError(
+            f"thresholded_cosine_cost: scope must be 'sample' or 'batch', got {scope!r}"
+        )
+    dims = (1, 2) if scope == "sample" else (0, 1, 2)
+    low = cost.amin(dim=dims, keepdim=True)
+    high = cost.amax(dim=dims, keepdim=True)
     return (cost - (low + threshold * (high - low))).clamp_min(0.0)
 
 
@@ -139,6 +150,8 @@ class HeterogeneityMining(nn.Module):
         inner_iterations: IPOT steps per linearisation (20 published).
         beta: IPOT step size (0.1 published).
         transport: ``barycentric`` or ``plan``.
+        threshold_scope: ``sample`` (default) or ``batch`` (the reference's; see
+            :func:`thresholded_cosine_cost`).
     """
 
     def __init__(
@@ -148,6 +161,7 @@ class HeterogeneityMining(nn.Module):
         inner_iterations: int = 20,
         beta: float = 0.1,
         transport: TransportKind = "barycentric",
+        threshold_scope: ThresholdScope = "sample",
     ) -> None:
         super().__init__()
         if transport not in ("barycentric", "plan"):
@@ -159,12 +173,14 @@ class HeterogeneityMining(nn.Module):
         self.inner_iterations = inner_iterations
         self.beta = beta
         self.transport = transport
+        self.threshold_scope = threshold_scope
 
     def plan(self, physiological: Tensor, behavioral: Tensor) -> Tensor:
         """The GW plan ``[B, Np, Nb]`` between the two token sets (no gradient)."""
         with torch.no_grad():
-            cost_p = thresholded_cosine_cost(physiological.detach().float(), self.threshold)
-            cost_b = thresholded_cosine_cost(behavioral.detach().float(), self.threshold)
+            scope = self.threshold_scope
+            cost_p = thresholded_cosine_cost(physiological.detach().float(), self.threshold, scope)
+            cost_b = thresholded_cosine_cost(behavioral.detach().float(), self.threshold, scope)
             plan = gromov_wasserstein_plan(
                 cost_p, cost_b, self.outer_iterations, self.inner_iterations, self.beta
             )
