@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "load_average": {"start": load_start, "end": _load_average()},
         "results": results,
-        "targets": targets(results),
+        "targets": targets(results, settings.device),
     }
     markdown, json_path = write_report(report, args.output_dir)
     print(render_markdown(report))
