@@ -235,7 +235,7 @@ def _single_window_times(
 
 #: Fast paths the benchmark times per device (plain ``aoti`` on CUDA is ``aoti-graph`` without
 #: the graph: slower and compiled a second time, so not timed by default).
-BENCH_FAST_MODES = {"cpu": ("aoti",), "cuda": ("aoti-graph", "eager-graph", "compile")}
+BENCH_FAST_MODES = {"cpu": ("aoti",), "cuda": ("eager-graph", "aoti-graph", "compile")}
 
 
 def fast_latency(

@@ -42,8 +42,13 @@ MEMORY_STEPS = 2
 DISTINCT_BATCHES = 4
 
 
-def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
-    """Every measurement of one model; see ``docs/benchmarks.md`` for what each means."""
+def measure(
+    entry: ModelEntry, settings: BenchSettings, partial: str | None = None
+) -> dict[str, Any]:
+    """Every measurement of one model; see ``docs/benchmarks.md`` for what each means.
+
+    ``partial``: a path where the results before the fast paths are written first.
+    """
     device = torch.device(settings.device)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -94,6 +99,10 @@ def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
     if device.type == "cpu":
         result["exported_latency"] = _exported_latency(model, single, settings)
     if settings.fast_latency:
+        if partial is not None:
+            # Compilation can be slow: what is measured so far survives a timeout.
+            _add_rates(result)
+            atomic_write_text(partial, json.dumps(result, indent=2) + "\n")
         with tempfile.TemporaryDirectory() as workdir:
             result["fast_latency"] = fast_latency(
                 model, single, device, settings.latency_calls, settings.warmup, workdir
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     status = 0
     try:
-        result = measure(entry, settings)
+        result = measure(entry, settings, partial=argv[1])
     except Exception as error:
         traceback.print_exc()
         result = {"name": entry.name, "config": entry.config}
