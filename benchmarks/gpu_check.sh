@@ -92,7 +92,7 @@ for f in "$WORK"/bench-cpu/*.md; do [ -f "$f" ] && cp "$f" "$OUT/bench-cpu.md"; 
 
 # 2. make bench on the device
 part bench "${LIMITS[1]}" "$PY" -m benchmarks.bench --device "$DEVICE" --models "$BENCH_MODELS" \
-    --timeout $((LIMITS[1] - 30)) "${BENCH_SIZES[@]}" --data-root "$WORK/bench-data" \
+    --timeout "${BENCH_TIMEOUT:-$((LIMITS[1] - 30))}" "${BENCH_SIZES[@]}" --data-root "$WORK/bench-data" \
     --output-dir "$WORK/bench-$DEVICE"
 for f in "$WORK/bench-$DEVICE"/*.md; do [ -f "$f" ] && cp "$f" "$OUT/bench-$DEVICE.md"; done
 for f in "$WORK/bench-$DEVICE"/*.json; do [ -f "$f" ] && cp "$f" "$OUT/bench-$DEVICE.json"; done
