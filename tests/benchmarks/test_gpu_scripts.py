@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import equality, stacked_precision
+import pytest
+
+from benchmarks import equality, latency_modes, stacked_precision
 
 
 def test_equality_reports_repeatable_stacked_runs_equal_to_the_loop(tmp_path):
@@ -41,3 +43,14 @@ def test_stacked_precision_compares_bf16_with_32_bit(tmp_path, capsys):
         assert r["epochs"] == 2 and len(r["test_kl"]) == 2
         assert r["projected_s"] == r["first_epoch_s"] + 9 * r["later_epoch_s"]
     assert "| bf16 | bf16-mixed |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_latency_modes_times_every_cpu_path_against_eager(tmp_path):
+    latency_modes.main(
+        ["--models", "MLP", "--calls", "5", "--warmup", "1", "--output", str(tmp_path)]
+    )
+    rows = json.loads((tmp_path / "latency.json").read_text())
+    assert [r["path"] for r in rows] == ["eager", "torchscript", "aoti", "compile"]
+    for row in rows:
+        assert row["max_abs_diff"] < 1e-5 and row["cpu_ms"] > 0
