@@ -38,7 +38,7 @@ export WANDB_MODE ?= disabled
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo report test test-full lint format fit protocol ablations baselines sweep agent clean many-subjects many-bench bench robustness datasize
+.PHONY: help install demo report test test-full lint format fit protocol ablations baselines sweep agent clean many-subjects many-bench bench robustness datasize gpu-check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ many-bench: $(STAMP) ## Time many-subjects vs one-by-one on 73 synthetic subject
 
 bench: $(STAMP) ## Speed, memory and Lightning overhead of every model: make bench DEVICE=cuda ARGS="--threads 1"
 	$(PY) -m benchmarks.bench --device $(DEVICE) $(ARGS)
+
+gpu-check: $(STAMP) ## Every GPU measurement of docs/benchmarks.md in one time-boxed run (OUT=runs/gpu-check)
+	OUT=$${OUT:-runs/gpu-check} PY=$(PY) bash benchmarks/gpu_check.sh
 
 ablate-full: $(STAMP) ## Full MPCL on DATASET under PROTOCOL (the reference row of the ablation table)
 	$(RUNNER) run --config experiments/$(DATASET)/mpcl.yaml --protocol $(PROTOCOL) --seeds $(SEEDS) \

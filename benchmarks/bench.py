@@ -93,6 +93,10 @@ def run_worker(entry: ModelEntry, settings: BenchSettings, timeout: int) -> dict
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired:
+            if out.is_file():  # the measurements before the fast paths were written
+                result = json.loads(out.read_text())
+                result["note"] = f"fast paths stopped after the {timeout} s timeout"
+                return result
             return {**vars(entry), "skipped": f"stopped after the {timeout} s timeout"}
         if out.is_file():
             return json.loads(out.read_text())
@@ -142,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "load_average": {"start": load_start, "end": _load_average()},
         "results": results,
-        "targets": targets(results),
+        "targets": targets(results, settings.device),
     }
     markdown, json_path = write_report(report, args.output_dir)
     print(render_markdown(report))

@@ -7,6 +7,7 @@ forward pass in eval mode without gradients and without a target (the work of ``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -213,3 +214,95 @@ def exported_latency(
     result["ms"]["p90"] = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
     result["max_abs_diff"] = difference
     return result
+
+
+def _single_window_times(
+    fn: Any, inputs: tuple[Tensor, ...], device: torch.device, calls: int, warmup: int
+) -> dict[str, Any]:
+    """Median (and p90) milliseconds of ``fn(*inputs)`` on one thread, synchronised per call."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            times = repeat(lambda: fn(*inputs), device, warmup, calls)
+    finally:
+        torch.set_num_threads(threads)
+    ms = sorted(1e3 * t.wall for t in times)
+    result: dict[str, Any] = {"ms": summary(ms), "calls": calls, "threads": 1}
+    result["ms"]["p90"] = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
+    return result
+
+
+#: Fast paths the benchmark times per device (plain ``aoti`` on CUDA is ``aoti-graph`` without
+#: the graph: slower and compiled a second time, so not timed by default).
+BENCH_FAST_MODES = {"cpu": ("aoti",), "cuda": ("eager-graph", "aoti-graph", "compile")}
+
+
+def fast_latency(
+    model: Any,
+    batch: Mapping[str, Tensor],
+    device: torch.device,
+    calls: int,
+    warmup: int,
+    workdir: str,
+    modes: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Single-window latency of every fast path of :mod:`mpcl.fastpath` on ``device``.
+
+    The model goes behind :class:`~mpcl.export.InferenceModel` (no standardisation, the inputs of
+    :func:`latency`); each mode is built (compiled, captured), checked against the eager
+    prediction (``max_abs_diff``) and timed like :func:`latency`. A mode that fails to build is
+    kept with its error. ``best`` names the fastest mode and ``ms`` repeats its times.
+    """
+    from mpcl.export import InferenceModel
+    from mpcl.fastpath import fast_predictor
+
+    wrapper = InferenceModel(model.eval())
+    inputs = tuple(batch[m] for m in wrapper.modalities)
+    with torch.inference_mode():
+        reference = wrapper(*inputs)
+    result: dict[str, Any] = {"modes": {}}
+    for mode in modes or BENCH_FAST_MODES[device.type]:
+        started = time.perf_counter()
+        try:
+            fast = fast_predictor(wrapper, inputs, mode, workdir=f"{workdir}/{mode}")
+        except Exception as error:  # a mode the model cannot take keeps the others
+            result["modes"][mode] = {"skipped": f"{type(error).__name__}: {str(error)[:300]}"}
+            continue
+        build_s = time.perf_counter() - started
+        timed = _single_window_times(fast, inputs, device, calls, warmup)
+        with torch.inference_mode():
+            timed["max_abs_diff"] = (fast(*inputs) - reference).abs().max().item()
+        timed["build_s"] = build_s
+        result["modes"][mode] = timed
+    measured = {m: r for m, r in result["modes"].items() if "ms" in r}
+    if measured:
+        best = min(measured, key=lambda m: measured[m]["ms"]["median"])
+        result.update(best=best, ms=measured[best]["ms"])
+    return result
+
+
+def flop_counts(
+    step: Any, train_batch: Mapping[str, Tensor], model: Any, single: Mapping[str, Tensor]
+) -> dict[str, int]:
+    """FLOPs of one training step (forward, backward, optimizer) and of one window's prediction.
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode`: matrix products, convolutions
+    and attention (element-wise operations are not counted, as is usual for FLOP accounting).
+    The counted training step is a real step (it updates the model) and is run before timing.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts: dict[str, int] = {}
+    if step is not None:
+        model.train()
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step(train_batch)
+        counts["train_step"] = int(counter.get_total_flops())
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(without_target(single))
+    counts["window"] = int(counter.get_total_flops())
+    return counts

@@ -26,6 +26,8 @@ class BenchSettings:
         rows_per_clip: Its 1-s rows per clip (32 clips per subject).
         data_root: Its cache folder (default: ``$MPCL_DATA_DIR/synthetic`` or ``data/synthetic``).
         seed: Seed of every model's initialisation.
+        fast_latency: 1: also time the fast single-window paths of :mod:`mpcl.fastpath`
+            (AOTInductor; CUDA graphs on CUDA); 0: skip them (each compiles for seconds).
     """
 
     device: str = "cpu"
@@ -41,6 +43,7 @@ class BenchSettings:
     rows_per_clip: int = 24
     data_root: str | None = None
     seed: int = 3407
+    fast_latency: int = 1
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -49,7 +52,7 @@ class BenchSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchSettings.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "epoch_repeats", "threads"):
+        for name in ("warmup", "epoch_repeats", "threads", "fast_latency"):
             if getattr(self, name) < 0:
                 raise ValueError(f"BenchSettings.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -23,6 +23,8 @@ from benchmarks.measure import (
     TrainStep,
     eval_throughput,
     exported_latency,
+    fast_latency,
+    flop_counts,
     latency,
     optimizer_and_scheduler,
     parameter_count,
@@ -40,8 +42,13 @@ MEMORY_STEPS = 2
 DISTINCT_BATCHES = 4
 
 
-def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
-    """Every measurement of one model; see ``docs/benchmarks.md`` for what each means."""
+def measure(
+    entry: ModelEntry, settings: BenchSettings, partial: str | None = None
+) -> dict[str, Any]:
+    """Every measurement of one model; see ``docs/benchmarks.md`` for what each means.
+
+    ``partial``: a path where the results before the fast paths are written first.
+    """
     device = torch.device(settings.device)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -71,6 +78,7 @@ def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
         for batch in train_batches[:MEMORY_STEPS]:
             step(batch)
         result["peak_memory_mib"] = memory.stop()
+        result["flops"] = flop_counts(step, train_batches[0], model, single)
         result["train"] = train_throughput(
             step, train_batches, device, settings.steps, settings.warmup, settings.repeats
         )
@@ -80,6 +88,7 @@ def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
         model.fit_training_split(datamodule.split_rows("train"), datamodule)
         result["peak_memory_mib"] = memory.stop()
         result["note"] = "fitted in closed form: no training step or epoch to time"
+        result["flops"] = flop_counts(None, train_batches[0], model, single)
     result["memory_method"] = memory.method
     result["eval"] = eval_throughput(
         model, eval_batches, device, settings.steps, settings.warmup, settings.repeats
@@ -89,7 +98,31 @@ def measure(entry: ModelEntry, settings: BenchSettings) -> dict[str, Any]:
     result["latency"] = latency(model, single, device, settings.latency_calls, settings.warmup)
     if device.type == "cpu":
         result["exported_latency"] = _exported_latency(model, single, settings)
+    if settings.fast_latency:
+        if partial is not None:
+            # Compilation can be slow: what is measured so far survives a timeout.
+            _add_rates(result)
+            atomic_write_text(partial, json.dumps(result, indent=2) + "\n")
+        with tempfile.TemporaryDirectory() as workdir:
+            result["fast_latency"] = fast_latency(
+                model, single, device, settings.latency_calls, settings.warmup, workdir
+            )
+    _add_rates(result)
     return result
+
+
+def _add_rates(result: dict[str, Any]) -> None:
+    """Achieved FLOP/s next to each time: training step and fastest single-window path."""
+    flops = result.get("flops", {})
+    step_ms = result.get("train", {}).get("ms_per_step", {}).get("median")
+    if "train_step" in flops and step_ms:
+        result["train"]["flop_per_s"] = flops["train_step"] / (step_ms / 1e3)
+    fast_ms = result.get("fast_latency", {}).get("ms", {}).get("median")
+    if "window" in flops and fast_ms:
+        result["fast_latency"]["flop_per_s"] = flops["window"] / (fast_ms / 1e3)
+    eager_ms = result.get("latency", {}).get("ms", {}).get("median")
+    if "window" in flops and eager_ms:
+        result["latency"]["flop_per_s"] = flops["window"] / (eager_ms / 1e3)
 
 
 def _exported_latency(model: Any, single: dict, settings: BenchSettings) -> dict[str, Any]:
@@ -114,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     status = 0
     try:
-        result = measure(entry, settings)
+        result = measure(entry, settings, partial=argv[1])
     except Exception as error:
         traceback.print_exc()
         result = {"name": entry.name, "config": entry.config}

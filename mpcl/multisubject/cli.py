@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-group", type=int, help="most models per vectorised call (bounds memory)"
     )
     parser.add_argument("--save-last", action="store_true", help="also write last.ckpt per subject")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the vectorised forward and loss through torch.compile",
+    )
     return parser
 
 
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         max_group=args.max_group,
         save_last=args.save_last,
         name=args.name,
+        compile=args.compile,
     ).run()
     return 0
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
 from mpcl.io import atomic_write_text
@@ -32,7 +33,7 @@ from mpcl.multisubject.outputs import (
     write_tables,
 )
 from mpcl.multisubject.stopping import EarlyStoppingSettings
-from mpcl.multisubject.trainer import FitSettings, ManySubjectsTrainer
+from mpcl.multisubject.trainer import PRECISIONS, FitSettings, ManySubjectsTrainer
 from mpcl.runner.aggregate import FOLDS_FILE
 from mpcl.runner.provenance import provenance
 
@@ -53,11 +54,17 @@ def _unsupported_trainer_settings(trainer: Any) -> list[str]:
     for name, (value, default) in checks.items():
         if value != default:
             problems.append(f"trainer.{name}={value} (expected {default})")
-    if str(trainer.precision) not in ("32-true", "32"):
-        problems.append(f"trainer.precision={trainer.precision} (expected 32-true)")
+    if _precision(trainer) not in PRECISIONS:
+        problems.append(f"trainer.precision={trainer.precision} (expected one of {PRECISIONS})")
     if sum(isinstance(c, EarlyStopping) for c in trainer.callbacks) > 1:
         problems.append("more than one EarlyStopping callback")
     return problems
+
+
+def _precision(trainer: Any) -> str:
+    """The trainer's precision in Lightning's spelling (``"32"`` -> ``"32-true"``)."""
+    value = str(getattr(trainer, "precision", "32-true"))
+    return {"32": "32-true", "bf16": "bf16-mixed"}.get(value, value)
 
 
 @dataclass
@@ -74,6 +81,7 @@ class ManySubjectsRun:
         max_group: Most models per vectorised call (bounds memory); ``None``: all.
         save_last: Also write every subject's final state as ``last.ckpt``.
         name: Row label of the model in the tables; default the model class name.
+        compile: Run the vectorised forward and loss through ``torch.compile``.
     """
 
     configs: Sequence[str]
@@ -85,6 +93,7 @@ class ManySubjectsRun:
     max_group: int | None = None
     save_last: bool = False
     name: str | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -129,6 +138,8 @@ class ManySubjectsRun:
             max_group=self.max_group,
             device=str(trainer.strategy.root_device),
             early_stopping=EarlyStoppingSettings.from_callback(stoppers[0]) if stoppers else None,
+            precision=_precision(trainer),
+            compile=self.compile,
         )
 
     def run(self, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -209,6 +220,7 @@ class ManySubjectsRun:
             timings[str(seed)] = {
                 "data_s": prepared - started,
                 "train_s": fit.train_seconds,
+                "epoch_s": fit.epoch_seconds,
                 "total_s": time.perf_counter() - started,
                 "models": len(subjects),
             }
@@ -226,6 +238,9 @@ class ManySubjectsRun:
             "folds": sorted(set(frame["fold"].tolist())),
             "seeds": list(self.seeds),
             "max_group": self.max_group,
+            "precision": settings.precision,
+            "compile": self.compile,
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
             "timings": timings,
             "provenance": provenance(),
         }

@@ -13,6 +13,11 @@ backward pass yields every model's own gradient.
 Buffers written in place by a forward (the EMA memory update) are written into their own slice:
 ``vmap`` applies the in-place update to the stacked tensor, or, for a group that is a subset,
 to a gathered copy that is scattered back after the call.
+
+With ``compile=True`` the vectorised loss and prediction functions go through ``torch.compile``
+(Inductor fuses the batched element-wise work; one compiled graph per group and batch size).
+Compiled code draws dropout masks from its own generator (Philox), so a compiled run is not
+bit-identical to the eager one; its accuracy is measured, not asserted (docs/many-subjects.md).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class StackedModels:
             every copy (one-by-one runs with one seed also start every subject from one state).
         num_models: S.
         device: Where the stacked tensors live.
+        compile: Run the vectorised loss and prediction through ``torch.compile``.
     """
 
     def __init__(
@@ -46,10 +52,12 @@ class StackedModels:
         module: EmotionDistributionModule,
         num_models: int,
         device: torch.device | str = "cpu",
+        compile: bool = False,
     ) -> None:
         if num_models < 1:
             raise ValueError(f"StackedModels: num_models must be >= 1, got {num_models}")
         self.module = module.to(device)
+        self.device = torch.device(device)
         self.num_models = num_models
         state_keys = set(module.state_dict())
         self.params: dict[str, Tensor] = {
@@ -61,6 +69,14 @@ class StackedModels:
         self.buffers: dict[str, Tensor] = {
             name: _stack(b, num_models) for name, b in module.named_buffers() if name in state_keys
         }
+        # "same": a random op draws for the group what the unbatched op would draw; with the
+        # generator set to the models' own state (ModelStreams) each model gets its own run's
+        # dropout masks.
+        self._losses = vmap(self._one_losses, randomness="same")
+        self._predict = vmap(self._one_prediction, randomness="same")
+        if compile:
+            self._losses = torch.compile(self._losses, dynamic=False)
+            self._predict = torch.compile(self._predict, dynamic=False)
 
     def parameters(self) -> list[Tensor]:
         """The stacked leaves, in the template's parameter order."""
@@ -95,15 +111,7 @@ class StackedModels:
         """
         params = self._select(self.params, models)
         buffers = self._select(self.buffers, models)
-
-        def one(p: dict[str, Tensor], b: dict[str, Tensor], x: dict[str, Tensor]) -> Any:
-            preds, aux = self._call(p, b, x)
-            return self.module.compute_losses(x, preds, aux), preds.detach()
-
-        # "same": a random op draws for the group what the unbatched op would draw; with the
-        # generator set to the models' own state (ModelStreams) each model gets its own run's
-        # dropout masks.
-        terms, preds = vmap(one, randomness="same")(params, buffers, dict(batch))
+        terms, preds = self._losses(params, buffers, dict(batch))
         if models is not None:
             with torch.no_grad():
                 for name, value in buffers.items():
@@ -120,11 +128,20 @@ class StackedModels:
         params = self._select(self.params, models)
         buffers = self._select(self.buffers, models)
         modalities = {k: batch[k] for k in self.module.metadata.modalities if k in batch}
+        return self._predict(params, buffers, modalities)
 
-        def one(p: dict[str, Tensor], b: dict[str, Tensor], x: dict[str, Tensor]) -> Tensor:
-            return self._call(p, b, x)[0]
+    def _one_losses(
+        self, params: dict[str, Tensor], buffers: dict[str, Tensor], batch: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """One model's loss terms and detached predictions (the function ``vmap`` batches)."""
+        preds, aux = self._call(params, buffers, batch)
+        return self.module.compute_losses(batch, preds, aux), preds.detach()
 
-        return vmap(one, randomness="same")(params, buffers, modalities)
+    def _one_prediction(
+        self, params: dict[str, Tensor], buffers: dict[str, Tensor], batch: dict[str, Tensor]
+    ) -> Tensor:
+        """One model's predicted distributions."""
+        return self._call(params, buffers, batch)[0]
 
     def state_dict(self, model: int) -> dict[str, Tensor]:
         """The template's ``state_dict`` holding model ``model``'s tensors (cloned, on CPU)."""

@@ -26,6 +26,8 @@ from mpcl.multisubject.stopping import EarlyStoppingSettings, PerModelEarlyStopp
 from mpcl.multisubject.streams import ModelStreams
 
 METRIC_NAMES = tuple(m.name for m in LDL_METRICS)
+#: Precisions of the stacked engine (Lightning's names).
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 @dataclass
@@ -44,6 +46,10 @@ class FitSettings:
         max_group: Most models per vectorised call (bounds memory); ``None``: all.
         device: Where models and data live.
         early_stopping: Lightning's early-stopping rule, applied to every model on its own.
+        precision: ``32-true``, or ``bf16-mixed``: forward passes and losses under
+            ``torch.autocast(dtype=torch.bfloat16)`` (parameters, gradients and optimizer state
+            stay float32), as Lightning's precision plugin of that name.
+        compile: Run the vectorised forward and loss through ``torch.compile``.
     """
 
     max_epochs: int
@@ -57,8 +63,14 @@ class FitSettings:
     max_group: int | None = None
     device: str = "cpu"
     early_stopping: EarlyStoppingSettings | None = None
+    precision: str = "32-true"
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"FitSettings.precision must be one of {list(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.max_epochs < 1:
             raise ValueError(f"FitSettings.max_epochs must be >= 1, got {self.max_epochs}")
         monitors = [("monitor", self.monitor)]
@@ -91,12 +103,14 @@ class FitResult:
         best_epoch: Per model, the epoch of its best state (the last epoch without validation).
         steps: Per model, the optimisation steps taken.
         train_seconds: Wall time of the epoch loop (training and validation).
+        epoch_seconds: Wall time of every epoch (the first includes any compilation).
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: list[int] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     train_seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
 
 
 def per_sample_metrics(preds: Tensor, target: Tensor) -> dict[str, Tensor]:
@@ -128,7 +142,7 @@ class ManySubjectsTrainer:
         self.subjects = list(subjects)
         self.log = log
         device = torch.device(settings.device)
-        self.models = StackedModels(module, len(self.subjects), device)
+        self.models = StackedModels(module, len(self.subjects), device, compile=settings.compile)
         self.rows = {
             name: StackedRows(self.subjects, name, device) for name in ("train", "val", "test")
         }
@@ -136,6 +150,14 @@ class ManySubjectsTrainer:
         self.optimizer = self.schedule.build(self.models.parameters(), len(self.subjects))
         self.best: dict[str, Tensor] | None = None
         self.streams = ModelStreams(len(self.subjects), device)
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast for ``bf16-mixed`` (a disabled context for 32-bit)."""
+        return torch.autocast(
+            device_type=self.models.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.settings.precision == "bf16-mixed",
+        )
 
     @property
     def num_models(self) -> int:
@@ -170,7 +192,11 @@ class ManySubjectsTrainer:
         """Losses of one vectorised call; adds its terms and metrics to the epoch sums."""
         everyone = len(members) == self.num_models
         batch = rows.gather(step_rows.index_select(0, members)[:, :size])
-        terms, preds = self.models.losses(batch, None if everyone else members)
+        with self._autocast():
+            terms, preds = self.models.losses(batch, None if everyone else members)
+        # Autocast leaves some outputs in bf16: sums and metrics are taken in float32.
+        terms = {k: v.float() for k, v in terms.items()}
+        preds = preds.float()
         # Lightning's epoch value of a step-logged term: the batch-size weighted mean.
         stats = {f"loss_{k}" if k != "loss" else k: v.detach() * size for k, v in terms.items()}
         metrics = per_sample_metrics(preds, batch["target"])
@@ -237,7 +263,11 @@ class ManySubjectsTrainer:
             for first in range(0, self.num_models, group):
                 members = everyone[first : first + group]
                 batch = rows.gather(chunk.index_select(0, members))
-                preds = self.models.predict(batch, None if group >= self.num_models else members)
+                with self._autocast():
+                    preds = self.models.predict(
+                        batch, None if group >= self.num_models else members
+                    )
+                preds = preds.float()
                 values = per_sample_metrics(preds, batch["target"])
                 keep = valid.index_select(0, members).to(preds.device)
                 for name, value in values.items():
@@ -298,10 +328,11 @@ class ManySubjectsTrainer:
                 else ""
             )
             mean_loss = float(train["train/loss"][running].mean())
+            result.epoch_seconds.append(time.perf_counter() - tick)
             self.log(
                 f"[many-subjects] epoch {epoch + 1}/{settings.max_epochs}: {int(running.sum())} "
                 f"models, mean train/loss {mean_loss:.4f}{mean_val}, {int(improved.sum())} "
-                f"improved, {int(stopped.sum())} stopped ({time.perf_counter() - tick:.2f} s)"
+                f"improved, {int(stopped.sum())} stopped ({result.epoch_seconds[-1]:.2f} s)"
             )
         result.train_seconds = time.perf_counter() - started
         result.best_epoch = best_epoch.tolist()

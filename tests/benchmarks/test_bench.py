@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from benchmarks.report import COLUMNS
@@ -75,4 +76,13 @@ def test_quick_bench_writes_table_and_json(tmp_path):
     assert exported["threads"] == 1 and exported["format"] == "pt"
     assert len(exported["ms"]["values"]) == report["settings"]["latency_calls"]
     assert exported["max_abs_diff"] < 1e-5
+    # the fast path (AOTInductor on the CPU) was built, checked against eager and timed
+    fast = result["fast_latency"]
+    assert fast["best"] == "aoti" and fast["modes"]["aoti"]["max_abs_diff"] < 1e-5
+    assert len(fast["ms"]["values"]) == report["settings"]["latency_calls"]
+    # FLOP accounting: the MLP's window is its three linear layers, 2 * sum(in * out)
+    widths = [18 * 5 + 28 + 27 + 768, 256, 128, report["data"]["emotions"]]
+    assert result["flops"]["window"] == 2 * sum(a * b for a, b in pairwise(widths))
+    assert result["flops"]["train_step"] > result["flops"]["window"]
+    assert result["train"]["flop_per_s"] > 0 and fast["flop_per_s"] > 0
     assert result["peak_memory_mib"] > 0

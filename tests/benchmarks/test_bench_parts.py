@@ -112,18 +112,29 @@ def _result(name, ms, latency=None, overhead=None, exported=None, **extra):
 
 def test_targets_compare_mpcl_with_helo_and_thresholds():
     results = [
-        _result("MPCL", 40.0, latency=2.5, overhead=1.1, exported=0.9),
+        _result(
+            "MPCL",
+            40.0,
+            latency=2.5,
+            overhead=1.1,
+            exported=0.9,
+            fast_latency={"best": "aoti", "ms": {"median": 0.4}},
+        ),
         _result("MLP", 5.0, overhead=1.3),
         _result("HeLo", 100.0),
     ]
     checks = {c["target"].split()[0] + c["target"].split()[1]: c for c in targets(results)}
     assert checks["MPCLtraining"]["value"] == pytest.approx(0.4)
     assert checks["MPCLtraining"]["passed"] is True
-    eager, exported = (c for c in targets(results) if "single-window" in c["target"])
+    eager, exported, fast = (c for c in targets(results) if "single-window" in c["target"])
     assert "eager" in eager["target"] and eager["passed"] is False
     assert "exported" in exported["target"] and exported["passed"] is True
     assert exported["value"] == 0.9
-    assert checks["MLPLightning"]["passed"] is False
+    # the fastest path: <= 0.5 ms on one CPU thread, <= 0.3 ms on CUDA
+    assert "0.5 ms" in fast["target"] and fast["passed"] is True and "(aoti)" in fast["detail"]
+    (on_gpu,) = (c for c in targets(results, "cuda") if "fastest" in c["target"])
+    assert "0.3 ms" in on_gpu["target"] and on_gpu["passed"] is False
+    assert checks["MLPLightning"]["passed"] is False  # 1.3 > 1.1
     assert checks["MPCLLightning"]["passed"] is True
     without_helo = targets(results[:2])
     assert without_helo[0]["passed"] is None and without_helo[0]["value"] is None

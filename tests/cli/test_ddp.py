@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mpcl.run_folder import read_test_outputs
 
@@ -50,12 +51,23 @@ def _mpcl(args: list[str], cwd: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
 
+#: CPU (gloo) everywhere; CUDA (one GPU per process) where two GPUs are present.
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices"),
+    ),
+]
+
+
 @pytest.mark.slow
-def test_ddp_fit_test_equals_single_process_test_of_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_ddp_fit_test_equals_single_process_test_of_its_checkpoint(tmp_path, device):
     data = tmp_path / "data"
     common = [
         "--config", str(CONFIG),
-        "--trainer.accelerator=cpu",
+        f"--trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
         "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={tmp_path / 'runs'}",
         f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",

@@ -19,11 +19,15 @@ def write_config(
     batch_size: int = 32,
     protocol: str = "random-window",
     gradient_clip_val: float | None = None,
+    device: str = "cpu",
 ) -> Path:
-    """A run config: ``model``, DMERDataModule on ``root``, optional early stopping."""
+    """A run config: ``model``, DMERDataModule on ``root``, optional early stopping.
+
+    ``device`` is ``cpu`` or ``cuda`` (Lightning's accelerator ``gpu``); runs are deterministic.
+    """
     trainer: dict = {
         "max_epochs": epochs,
-        "accelerator": "cpu",
+        "accelerator": "gpu" if device == "cuda" else "cpu",
         "devices": 1,
         "deterministic": True,
     }
