@@ -414,7 +414,7 @@ class DMERDataModule(FeatureDataModule):
         modalities = self.metadata.modalities
         nan_as_missing = self.masking is not None and self.masking.nan_as_missing
         tables = [
-            load_dmer_file(self.subject_path(s), s, modalities, nan_as_missing=nan_as_missing)
+            load_dmer_file(self.subject_path(s), s, modalities, False, nan_as_missing)
             for s in self.subjects
         ]
         return FeatureTable.concat(tables)

@@ -102,12 +102,14 @@ class MLPModule(EmotionDistributionModule):
         batch = fill_missing(batch, self.modalities)
         features = [batch[m] for m in self.modalities]
         present = presence_matrix(batch, self.modalities, features[0])
+        flat = torch.cat([f.flatten(start_dim=1) for f in features], dim=1)
         if present is None:
-            logits = self.net(features)
+            # All present: the indicator term is exactly zero, but it stays in the graph so that
+            # the parameter always has a (zero) gradient, as DDP and stacked training expect.
+            missing = flat.new_zeros(flat.shape[0], len(self.modalities))
         else:
-            flat = torch.cat([f.flatten(start_dim=1) for f in features], dim=1)
             missing = (~present).to(flat.dtype)
-            hidden = self.net.layers[0](flat) + missing @ self.missing_weight
-            logits = self.net.layers[1:](hidden)
+        hidden = self.net.layers[0](flat) + missing @ self.missing_weight
+        logits = self.net.layers[1:](hidden)
         log_probs = torch.log_softmax(logits, dim=-1)
         return log_probs.exp(), {"logits": logits, "log_probs": log_probs}

@@ -68,6 +68,9 @@ def test_exported_model_equals_mpcl_predict_on_the_files(tmp_path, trained, pred
     assert np.allclose(got.double().numpy(), written, atol=1e-6)
 
 
-def test_bad_output_suffix(tmp_path, trained):
+def test_bad_output_suffix(tmp_path, trained, capsys):
+    args = ["--ckpt", str(trained["mlp"][0]), "--output", str(tmp_path / "model.onnx")]
+    assert main(args) == 1  # one line on stderr (mpcl.errors); the traceback with --debug
+    assert "expected a .pt2" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"\.pt2.*\.pt"):
-        main(["--ckpt", str(trained["mlp"][0]), "--output", str(tmp_path / "model.onnx")])
+        main([*args, "--debug"])
