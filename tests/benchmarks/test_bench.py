@@ -80,9 +80,11 @@ def test_quick_bench_writes_table_and_json(tmp_path):
     fast = result["fast_latency"]
     assert fast["best"] == "aoti" and fast["modes"]["aoti"]["max_abs_diff"] < 1e-5
     assert len(fast["ms"]["values"]) == report["settings"]["latency_calls"]
-    # FLOP accounting: the MLP's window is its three linear layers, 2 * sum(in * out)
+    # FLOP accounting: the MLP's window is its three linear layers, 2 * sum(in * out), plus the
+    # missing-indicator product [1, 4 modalities] x [4, 256]
     widths = [18 * 5 + 28 + 27 + 768, 256, 128, report["data"]["emotions"]]
-    assert result["flops"]["window"] == 2 * sum(a * b for a, b in pairwise(widths))
+    indicators = 2 * 4 * 256
+    assert result["flops"]["window"] == 2 * sum(a * b for a, b in pairwise(widths)) + indicators
     assert result["flops"]["train_step"] > result["flops"]["window"]
     assert result["train"]["flop_per_s"] > 0 and fast["flop_per_s"] > 0
     assert result["peak_memory_mib"] > 0
