@@ -48,6 +48,9 @@ class RawSession:
             (EEG-like spectra; 0 for none).
         blinks: Add eye blinks (0.3-s bumps, 150 uV at Fp1/Fp2, weaker further back) every
             3-5 s: a strongly non-Gaussian source for the ICA.
+        lossless: Lossless RGB H.264 of noise frames (decoded frames equal
+            :func:`video_frame`), or, when false, ordinary H.264 (yuv420p, CRF 23) of smooth
+            moving frames, as a camera writes (for speed measurements at full size).
         seed: Random seed.
     """
 
@@ -63,6 +66,7 @@ class RawSession:
     background: float = 0.5
     pink: float = 0.0
     blinks: bool = False
+    lossless: bool = True
     seed: int = 0
 
 
@@ -194,12 +198,15 @@ def write_raw_participant(folder: Path, session: RawSession | None = None) -> Ra
     width, height = session.size
     frames = round((total - video_start) * session.fps)
     with av.open(str(folder / "face.mp4"), "w") as container:
-        stream = container.add_stream("libx264rgb", rate=round(session.fps))
+        codec = "libx264rgb" if session.lossless else "libx264"
+        stream = container.add_stream(codec, rate=round(session.fps))
         stream.width, stream.height = width, height
-        stream.pix_fmt = "rgb24"
-        stream.options = {"qp": "0", "preset": "ultrafast"}
+        stream.pix_fmt = "rgb24" if session.lossless else "yuv420p"
+        stream.options = {"qp": "0", "preset": "ultrafast"} if session.lossless else {"crf": "23"}
         for index in range(frames):
-            image = video_frame(session.seed, index, width, height)
+            image = (video_frame if session.lossless else smooth_frame)(
+                session.seed, index, width, height
+            )
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -216,3 +223,15 @@ def video_frame(seed: int, index: int, width: int, height: int) -> np.ndarray:
     """The RGB frame ``index`` of the synthetic video: noise, reproducible per frame."""
     levels = np.random.default_rng([seed, index]).integers(0, 8, (height, width, 3), np.uint8)
     return levels * np.uint8(36)
+
+
+def smooth_frame(seed: int, index: int, width: int, height: int) -> np.ndarray:
+    """A camera-like RGB frame: a drifting shaded blob on a gradient, with mild noise."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    cx = width * (0.5 + 0.1 * np.sin(index / 40.0))
+    cy = height * (0.5 + 0.05 * np.cos(index / 55.0))
+    blob = np.exp(-(((x - cx) / (0.2 * width)) ** 2 + ((y - cy) / (0.3 * height)) ** 2))
+    gray = 60 + 40 * x / width + 120 * blob
+    noise = np.random.default_rng([seed, index]).normal(0, 2, (height, width))
+    value = np.clip(gray + noise, 0, 255).astype(np.uint8)
+    return np.stack([value, (value * 0.9).astype(np.uint8), (value * 0.8).astype(np.uint8)], -1)
