@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch (also one pulled in by lightning) is a multi-GB CUDA build
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[dev,raw]" "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[dev,raw,icalabel]" "torch==$(TORCH_VERSION)"
 	# reference implementation of the metrics for the tests; its heavy extras are not needed
 	$(PY) -m pip install --quiet --no-deps "python-ldl==0.1.2"
 	touch $(STAMP)

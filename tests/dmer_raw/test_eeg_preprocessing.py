@@ -99,3 +99,13 @@ def test_ica_removing_everything_is_an_error():
     scalp = np.random.default_rng(1).standard_normal((18, int(RATE * 30)))
     with pytest.raises(DataFormatError, match="ICA flagged all 18 components"):
         preprocess_eeg(_recording(scalp), ExtractSettings(ica_method="picard"))
+
+
+def test_iclabel_labeler_removes_the_blink_component():
+    pytest.importorskip("mne_icalabel", reason="optional: pip install mne-icalabel")
+    scalp, blinks = _blinky(90)
+    settings = ExtractSettings(ica_method="picard", ica_labeler="iclabel")
+    out = preprocess_eeg(_recording(scalp + blinks), settings)
+    assert out.ica["labeler"] == "iclabel" and out.ica["eye"]
+    fp1 = SCALP.index("Fp1")
+    assert abs(np.corrcoef(out.data[fp1], blinks[fp1])[0, 1]) < 0.3

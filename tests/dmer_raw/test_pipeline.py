@@ -191,3 +191,22 @@ def test_output_trains_with_the_dmer_config(extracted, in_tmp_cwd):
     assert cli.trainer.state.finished
     assert cli.trainer.current_epoch == 2 and cli.trainer.global_step > 0
     assert np.isfinite(float(cli.trainer.callback_metrics["train/loss_epoch"]))
+
+
+def test_interrupted_write_leaves_nothing_that_looks_finished(raw_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+
+    def crash(handle, *args, **kwargs):
+        handle.write(b"MATLAB 5.0 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("datamodules.dmer_raw.pipeline.scipy.io.savemat", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_extraction(raw_dir, out, FAST, subjects=[1], progress=False, log=_quiet)
+    assert not (out / "1.mat").exists()
+    assert not list(out.glob(".*tmp"))
+    monkeypatch.undo()
+    # the provenance file alone does not count as finished: the rerun extracts participant 1
+    summary = run_extraction(raw_dir, out, FAST, subjects=[1], progress=False, log=_quiet)
+    assert summary.results[1]["status"] == "done"
+    assert scipy.io.loadmat(out / "1.mat")["feas"].shape == (32 * ROWS_PER_CLIP, 913)
