@@ -8,6 +8,7 @@ Every option maps to a field of :class:`~datamodules.dmer_raw.settings.ExtractSe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -194,6 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datamodules.dmer_raw.pipeline import run_extraction
 
     args = build_parser().parse_args(argv)
+    missing = [m for m in ("mne", "av", "tqdm") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(
+            f"mpcl-extract: error: missing {missing}; install the raw extra: "
+            "pip install -e '.[raw]' (make install does)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         settings = settings_from_args(args)
         summary = run_extraction(
