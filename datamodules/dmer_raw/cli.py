@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("raw_dir", type=Path, help="folder of RAW_DIR/<subject id>/ participant folders")
     p.add_argument("out_dir", type=Path, help="output folder of <subject>.mat feature files")
     run = p.add_argument_group("run")
-    run.add_argument("--subjects", type=int, nargs="+", help="participant ids (default: all)")
+    run.add_argument("--subjects", type=int, nargs="+", help="participant ids (None: every folder)")
     run.add_argument("--workers", type=int, default=1, help="participants at once (processes)")
     run.add_argument(
         "--on-error",
@@ -80,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference: reproduce the authors' quirks (see docs/dmer-raw.md)",
     )
     rates = p.add_argument_group("sampling rates (checked against the files)")
-    rates.add_argument("--eeg-rate", type=float, default=d.eeg_rate)
-    rates.add_argument("--gsr-rate", type=float, default=d.gsr_rate)
-    rates.add_argument("--ppg-rate", type=float, default=d.ppg_rate)
-    rates.add_argument("--video-fps", type=float, default=d.video_fps)
+    rates.add_argument("--eeg-rate", type=float, default=d.eeg_rate, help="EEG Hz")
+    rates.add_argument("--gsr-rate", type=float, default=d.gsr_rate, help="GSR Hz")
+    rates.add_argument("--ppg-rate", type=float, default=d.ppg_rate, help="PPG Hz")
+    rates.add_argument("--video-fps", type=float, default=d.video_fps, help="video frames/s")
     windows = p.add_argument_group("windows")
     windows.add_argument(
         "--step", type=float, default=d.step, help="seconds per row = EEG window = face segment"
@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.eeg_nfft,
         help="FFT length in corrected mode (0: the window length)",
     )
-    eeg.add_argument("--trigger-channel", default=d.trigger_channel)
-    eeg.add_argument("--drop-channels", nargs="*", default=list(d.drop_channels))
+    eeg.add_argument("--trigger-channel", default=d.trigger_channel, help="EDF marker channel")
+    eeg.add_argument(
+        "--drop-channels", nargs="*", default=list(d.drop_channels), help="EEG channels dropped"
+    )
     eeg.add_argument(
         "--reference",
         default=d.reference,
@@ -121,15 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.eeg_channels,
         help="channels expected after dropping and re-referencing",
     )
-    eeg.add_argument("--highpass", type=float, default=d.highpass)
-    eeg.add_argument("--lowpass", type=float, default=d.lowpass)
+    eeg.add_argument("--highpass", type=float, default=d.highpass, help="Hz")
+    eeg.add_argument("--lowpass", type=float, default=d.lowpass, help="Hz")
     eeg.add_argument("--notch", type=_notch, default=d.notch, help="LOW-HIGH band-stop, or none")
     eeg.add_argument("--no-ica", dest="ica", action="store_false", help="skip ICA cleaning")
-    eeg.add_argument("--ica-method", choices=("infomax", "picard"), default=d.ica_method)
-    eeg.add_argument("--ica-labeler", choices=("mne", "iclabel"), default=d.ica_labeler)
-    eeg.add_argument("--ica-threshold", type=float, default=d.ica_threshold)
-    eeg.add_argument("--ica-eog-channels", nargs="+", default=list(d.ica_eog_channels))
-    eeg.add_argument("--ica-seed", type=int, default=d.ica_seed)
+    eeg.add_argument(
+        "--ica-method",
+        choices=("infomax", "picard"),
+        default=d.ica_method,
+        help="extended-infomax solver",
+    )
+    eeg.add_argument(
+        "--ica-labeler",
+        choices=("mne", "iclabel"),
+        default=d.ica_labeler,
+        help="eye/muscle component finder",
+    )
+    eeg.add_argument(
+        "--ica-threshold", type=float, default=d.ica_threshold, help="ICLabel probability"
+    )
+    eeg.add_argument(
+        "--ica-eog-channels", nargs="+", default=list(d.ica_eog_channels), help="EOG proxies (mne)"
+    )
+    eeg.add_argument("--ica-seed", type=int, default=d.ica_seed, help="ICA random seed")
     other = p.add_argument_group("peripheral and face")
     other.add_argument("--ppg-band", type=_pair, default=d.ppg_band, help="LOW-HIGH in Hz")
     other.add_argument(
@@ -138,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.face_box,
         help="fixed face crop X,Y,WIDTH,HEIGHT (pixels), or none",
     )
-    other.add_argument("--lbp-radius", type=int, default=d.lbp_radius)
-    other.add_argument("--lbp-time-radius", type=int, default=d.lbp_time_radius)
+    other.add_argument("--lbp-radius", type=int, default=d.lbp_radius, help="pixels")
+    other.add_argument("--lbp-time-radius", type=int, default=d.lbp_time_radius, help="frames")
     other.add_argument(
         "--pattern",
         type=_pattern,
