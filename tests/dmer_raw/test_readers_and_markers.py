@@ -152,3 +152,18 @@ def test_csv_content_errors(tmp_path):
     gsr.write_text("0,1.0,0\n250,abc,0\n")
     with pytest.raises(DataFormatError, match=r"raw_gsr\.csv: row 1 column 1 is not a number"):
         read_wristband_csv(gsr, 4.0, "--gsr-rate")
+
+
+def test_video_frames_decode_exactly_and_crop(raw_dir):
+    from datamodules.dmer_raw.synthetic_raw import video_frame
+    from datamodules.dmer_raw.video import to_gray
+
+    video = raw_dir / "1" / "face.mp4"
+    got = list(gray_frames(video, [(20, 22), (10, 11)], box=(2, 3, 8, 6)))
+    assert [k for k, _ in got] == [1, 0, 0]  # in frame order: range 1 (frame 10) first
+    for (_, frame), index in zip(got, (10, 20, 21), strict=True):
+        np.testing.assert_array_equal(frame, to_gray(video_frame(1, index, 24, 16)[3:9, 2:10]))
+    swapped = next(gray_frames(video, [(10, 11)], swap_red_blue=True))[1]
+    np.testing.assert_array_equal(swapped, to_gray(video_frame(1, 10, 24, 16), True))
+    with pytest.raises(DataFormatError, match=r"face box \(20, 0, 8, 6\) lies outside the 24 x 16"):
+        list(gray_frames(video, [(0, 1)], box=(20, 0, 8, 6)))
