@@ -121,7 +121,7 @@ def process_participant(
     progress = _queue_progress(queue, subject) if queue is not None else (lambda s, a: None)
     files = participant_files(folder, settings)
     result = extract_participant(subject, files, settings, progress)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     mat, provenance = output_paths(out_dir, subject)
     record = {
         "subject": subject,
@@ -151,12 +151,14 @@ def process_participant(
 
     atomic_write(mat, write)
     stage_seconds["write"] = time.perf_counter() - start
+    record["stage_cpu_seconds"]["write"] = time.process_time() - cpu_start
     progress("write", 1)
     return {
         "subject": subject,
         "status": "done",
         "rows": len(result.feas),
         "stage_seconds": stage_seconds,
+        "stage_cpu_seconds": record["stage_cpu_seconds"],
         "recording_seconds": result.details["recording_seconds"],
     }
 
