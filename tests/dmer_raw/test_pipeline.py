@@ -113,7 +113,7 @@ def test_resume_skips_finished_and_refuses_other_settings(extracted, tmp_path, r
     new = scipy.io.loadmat(out / "1.mat")["feas"]
     for first, end in ((0, 90), (90 + 21, 90 + 27), (145, 145 + 256)):
         assert not np.allclose(old[:, first:end], new[:, first:end])
-    # columns the quirks do not touch are equal: GSR time statistics, the LBP-TOP XT plane
+    # columns no quirk touches are equal: the GSR statistics of the signal and its differences
     np.testing.assert_allclose(old[:, 90:111], new[:, 90:111])
 
 
