@@ -100,8 +100,8 @@ def _ica_clean(raw: Any, settings: ExtractSettings) -> dict[str, Any]:
             "extended": True,
             **({"ortho": False} if settings.ica_method == "picard" else {}),
         },
-        rng=settings.ica_seed,
         max_iter="auto",
+        **_seed_argument(mne.preprocessing.ICA, settings.ica_seed),
     )
     ica.fit(raw, verbose="error")
     if settings.ica_labeler == "iclabel":
@@ -164,3 +164,11 @@ def _set_montage(raw: Any) -> None:
     )
     montage = mne.channels.make_standard_montage(name)
     raw.set_montage(montage, match_case=False, on_missing="ignore", verbose="error")
+
+
+def _seed_argument(ica_class: Any, seed: int) -> dict[str, int]:
+    """``rng=seed`` on MNE versions that take it (recent), ``random_state=seed`` before."""
+    import inspect
+
+    name = "rng" if "rng" in inspect.signature(ica_class).parameters else "random_state"
+    return {name: seed}
