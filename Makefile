@@ -48,7 +48,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch (also one pulled in by lightning) is a multi-GB CUDA build
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[dev]" "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[dev,raw,icalabel]" "torch==$(TORCH_VERSION)"
 	# reference implementation of the metrics for the tests; its heavy extras are not needed
 	$(PY) -m pip install --quiet --no-deps "python-ldl==0.1.2"
 	touch $(STAMP)
@@ -88,6 +88,11 @@ format: $(STAMP) ## Format and autofix with ruff
 
 fit: $(STAMP) ## Train with a config: make fit CONFIG=experiments/dmer/mlp.yaml ARGS="--data.root DIR"
 	$(MPCL) fit --config $(CONFIG) $(ARGS)
+
+.PHONY: extract-dmer
+extract-dmer: $(STAMP) ## Raw DMER recordings to feature files: make extract-dmer RAW=DIR OUT=DIR [ARGS="--workers 2"]
+	@test -n "$(RAW)" -a -n "$(OUT)" || { echo "usage: make extract-dmer RAW=<raw dir> OUT=<feature dir> [ARGS=...]" >&2; exit 2; }
+	$(VENV)/bin/mpcl-extract dmer $(RAW) $(OUT) $(ARGS)
 
 protocol: $(STAMP) ## Run CONFIG over every fold of PROTOCOL and print the table (ARGS go to every fold)
 	$(RUNNER) run --config $(CONFIG) --protocol $(PROTOCOL) --seeds $(SEEDS) $(if $(ARGS),-- $(ARGS))
