@@ -28,8 +28,8 @@ BASELINE_RUNS = $(foreach b,$(BASELINES) \
 	$(if $(wildcard experiments/$(DATASET)/$(b).yaml),$(b)))
 # Robustness protocol and data-size curve (docs/robustness.md). The defaults are the quick setting
 # (a few minutes on 2 cores); the full setting is in docs/robustness.md.
-ROBUSTNESS_MODELS ?= mpcl mlp late_fusion
-ROBUSTNESS_ARGS ?= --trainer.max_epochs=5
+ROBUSTNESS_MODELS ?= mpcl mlp
+ROBUSTNESS_ARGS ?= --trainer.max_epochs=3
 ROBUSTNESS_DIR ?= runs/robustness/$(DATASET)-$(PROTOCOL)-quick
 DATASIZE_SIZES ?= $(if $(filter $(PROTOCOL),$(SUBJECT_DEPENDENT_PROTOCOLS)),0.1 0.25 0.5 0,2 4 8 0)
 DATASIZE_DIR ?= runs/datasize/$(DATASET)-$(PROTOCOL)-quick
