@@ -153,11 +153,12 @@ def inflation_table(long_form: pd.DataFrame, honest: Sequence[str], digits: int 
     """Markdown: rows (method, metric); columns published, each honest setting and the difference.
 
     ``published - honest`` is marked ``*`` when it flatters the published protocol (lower for a
-    ↓ metric, higher for a ↑ one).
+    ↓ metric, higher for a ↑ one). The last column counts the folds behind each setting.
     """
     header = ["method", "metric", "published"]
     for setting in honest:
         header += [setting, f"published − {setting}"]
+    header.append("folds")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     cell = long_form.set_index(["method", "setting", "metric"])
     for method in dict.fromkeys(long_form["method"]):
@@ -170,6 +171,7 @@ def inflation_table(long_form: pd.DataFrame, honest: Sequence[str], digits: int 
                 value = _value(cell, method, setting, metric.name)
                 row.append(_format(value, digits))
                 row.append(_difference(published, value, metric.higher_is_better, digits))
+            row.append("/".join(_folds(cell, method, s, metric.name) for s in [PUBLISHED, *honest]))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -180,6 +182,11 @@ def _value(cell: pd.DataFrame, method: str, setting: str, metric: str) -> tuple[
         return (math.nan, math.nan)
     entry = cell.loc[key]
     return float(entry["mean"]), float(entry["std"])
+
+
+def _folds(cell: pd.DataFrame, method: str, setting: str, metric: str) -> str:
+    key = (method, setting, metric)
+    return str(int(cell.loc[key]["folds"])) if key in cell.index else "0"
 
 
 def _format(value: tuple[float, float], digits: int) -> str:

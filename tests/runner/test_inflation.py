@@ -83,5 +83,6 @@ def test_table_puts_published_beside_honest_with_the_difference(tmp_path):
     assert "0.0300 ± 0.0141" in mlp_kl and "0.0600 ± 0.0141" in mlp_kl
     assert "-0.0300 (-50 %) *" in mlp_kl  # lower KL under the published protocol flatters it
     assert "+0.0300 (+3 %) *" in lines[("mlp", "Cosine ↑")]
-    assert lines[("mlp", "Clark ↓")].rstrip(" |").endswith("+0.0000 (+0 %)")
-    assert lines[("helo", "KL ↓")].rstrip(" |").endswith("| - | -")
+    assert lines[("mlp", "Clark ↓")].rstrip(" |").endswith("+0.0000 (+0 %) | 2/2")
+    assert lines[("helo", "KL ↓")].rstrip(" |").endswith("| - | - | 2/0")
+    assert mlp_kl.rstrip(" |").endswith("| 2/2")
