@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from datamodules.protocols import DEFAULT_SEED
 from datamodules.synthetic import SyntheticDMERDataModule
 
 
@@ -42,7 +43,7 @@ class BenchSettings:
     num_subjects: int = 12
     rows_per_clip: int = 24
     data_root: str | None = None
-    seed: int = 3407
+    seed: int = DEFAULT_SEED
     fast_latency: int = 1
 
     def __post_init__(self) -> None:

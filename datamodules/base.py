@@ -32,7 +32,7 @@ from datamodules.modality_mask import (
     masking_report,
 )
 from datamodules.protocols import (
-    DEFAULT_SPLIT_SEED,
+    DEFAULT_SEED,
     Split,
     SplitRNG,
     check_protocol,
@@ -118,7 +118,7 @@ class FeatureDataModule(LightningDataModule, ABC):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         subject_standardize: bool = False,
-        split_seed: int = DEFAULT_SPLIT_SEED,
+        split_seed: int = DEFAULT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
         masking: ModalityMasking | None = None,

@@ -27,7 +27,7 @@ from datamodules.data_size import DataSize
 from datamodules.io import DataFormatError, read_mat_variables
 from datamodules.metadata import DatasetMetadata
 from datamodules.modality_mask import ModalityMasking
-from datamodules.protocols import DEFAULT_SPLIT_SEED
+from datamodules.protocols import DEFAULT_SEED
 from datamodules.table import FeatureTable
 
 #: The 73 participants with valid data: 1..80 except 3, 4, 13, 16, 17, 27, 31.
@@ -326,7 +326,7 @@ class DMERDataModule(FeatureDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         subject_standardize: bool = False,
-        split_seed: int = DEFAULT_SPLIT_SEED,
+        split_seed: int = DEFAULT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
         predict_root: str | None = None,

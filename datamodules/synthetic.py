@@ -33,7 +33,7 @@ from scipy.signal import lfilter
 from datamodules.data_size import DataSize
 from datamodules.dmer import DMER_VALID_SUBJECTS, NUM_CLIPS, DMERDataModule, clip_category
 from datamodules.modality_mask import ModalityMasking
-from datamodules.protocols import DEFAULT_SPLIT_SEED
+from datamodules.protocols import DEFAULT_SEED
 from datamodules.synthetic_features import (
     GSR_HZ,
     LBP_BINS,
@@ -334,7 +334,7 @@ class SyntheticDMERDataModule(DMERDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         subject_standardize: bool = False,
-        split_seed: int = DEFAULT_SPLIT_SEED,
+        split_seed: int = DEFAULT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
         predict_root: str | None = None,

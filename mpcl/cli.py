@@ -29,6 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from datamodules.base import FeatureDataModule
+from datamodules.protocols import DEFAULT_SEED
 from mpcl.callbacks.checkpoint import EpochCheckpoint
 from mpcl.callbacks.config import LoggedConfig
 from mpcl.callbacks.predictions import PredictionWriter
@@ -44,8 +45,6 @@ from mpcl.resume_paths import (
     remove_stale_temporaries,
     run_version_of,
 )
-
-DEFAULT_SEED = 3407
 
 
 class MPCLCLI(LightningCLI):

@@ -24,7 +24,7 @@ from datamodules.base import FeatureDataModule
 from datamodules.data_size import DataSize
 from datamodules.metadata import DatasetMetadata
 from datamodules.modality_mask import ModalityMasking
-from datamodules.protocols import DEFAULT_SPLIT_SEED
+from datamodules.protocols import DEFAULT_SEED
 from datamodules.table import FeatureTable
 from datamodules.wesad.features import (
     BEHAVIORAL,
@@ -102,7 +102,7 @@ class WESADDataModule(FeatureDataModule):
         eval_batch_size: int | None = None,
         standardize: bool = True,
         subject_standardize: bool = False,
-        split_seed: int = DEFAULT_SPLIT_SEED,
+        split_seed: int = DEFAULT_SEED,
         shuffle_seed: int = 0,
         split_file: str | None = None,
         masking: ModalityMasking | None = None,

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from datamodules.protocols import SUBJECT_DEPENDENT
+from datamodules.protocols import DEFAULT_SEED, SUBJECT_DEPENDENT
 from mpcl.multisubject.run import ManySubjectsRun
 from mpcl.runner.cli import default_output, split_overrides
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", help="run folder (default runs/many-subjects/<protocol>/<name>)"
     )
     parser.add_argument("--name", help="row label of the model in the tables")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[3407])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[DEFAULT_SEED])
     parser.add_argument("--folds", type=int, nargs="+", help="only these folds (subject ranks)")
     parser.add_argument(
         "--max-group", type=int, help="most models per vectorised call (bounds memory)"

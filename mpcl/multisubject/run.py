@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
+from datamodules.protocols import DEFAULT_SEED
 from mpcl.io import atomic_write_text
 from mpcl.multisubject.data import build_subject_splits
 from mpcl.multisubject.outputs import (
@@ -87,7 +88,7 @@ class ManySubjectsRun:
     configs: Sequence[str]
     protocol: str
     output_dir: Path
-    seeds: Sequence[int] = (3407,)
+    seeds: Sequence[int] = (DEFAULT_SEED,)
     folds: Sequence[int] | None = None
     overrides: Sequence[str] = ()
     max_group: int | None = None

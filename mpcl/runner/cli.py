@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from datamodules.protocols import DEFAULT_SEED
 from mpcl.errors import pop_debug_flag, report_errors
 from mpcl.io import atomic_write_text
 from mpcl.runner.aggregate import comparison_table, per_fold_means, read_folds
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--protocol", required=True, help="kfold, loso, random-window, temporal, ...")
     run.add_argument("--output", help="run folder (default runs/protocol/<protocol>/<name>)")
     run.add_argument("--name", help="row label of this configuration")
-    run.add_argument("--seeds", type=int, nargs="+", default=[3407])
+    run.add_argument("--seeds", type=int, nargs="+", default=[DEFAULT_SEED])
     run.add_argument("--folds", type=int, nargs="+", help="only these folds")
     run.add_argument("--isolate", action="store_true", help="one Python process per fold")
 
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--output", help="run folder (default runs/<command>/<dataset>/<protocol>)"
         )
-        cmd.add_argument("--seeds", type=int, nargs="+", default=[3407])
+        cmd.add_argument("--seeds", type=int, nargs="+", default=[DEFAULT_SEED])
         cmd.add_argument("--folds", type=int, nargs="+", help="only these folds")
         cmd.add_argument("--reference", default="mpcl", help="row tested against the others")
         if command == "robustness":

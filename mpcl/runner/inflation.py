@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from datamodules.protocols import DEFAULT_SEED
 from mpcl.io import atomic_write_text
 from mpcl.metrics import LDL_METRICS
 from mpcl.runner.aggregate import per_fold_means, read_folds, summarize
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--models", nargs="+", default=["mpcl", "mlp", "helo"])
     parser.add_argument("--honest", nargs="+", default=["clip-holdout"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[3407])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[DEFAULT_SEED])
     parser.add_argument("--folds", type=int, nargs="+", help="only these folds of every protocol")
     parser.add_argument("--output", default=None, help="default runs/inflation/<dataset>")
     parser.add_argument("--table-only", action="store_true", help="tabulate finished runs only")

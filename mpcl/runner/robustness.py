@@ -29,6 +29,7 @@ import torch
 
 from datamodules.metadata import DatasetMetadata
 from datamodules.modality_mask import ModalityMasking, apply_masking
+from datamodules.protocols import DEFAULT_SEED
 from mpcl.io import atomic_write_text
 from mpcl.metrics import LDL_METRICS
 from mpcl.metrics.functional import LDL_METRIC_FUNCTIONS
@@ -181,7 +182,7 @@ class RobustnessRun:
     models: dict[str, list[str]]
     protocol: str
     output_dir: Path
-    seeds: Sequence[int] = (3407,)
+    seeds: Sequence[int] = (DEFAULT_SEED,)
     folds: Sequence[int] | None = None
     overrides: Sequence[str] = ()
     reference: str = "mpcl"
@@ -346,7 +347,7 @@ class DataSizeRun:
     protocol: str
     output_dir: Path
     sizes: Sequence[float]
-    seeds: Sequence[int] = (3407,)
+    seeds: Sequence[int] = (DEFAULT_SEED,)
     folds: Sequence[int] | None = None
     overrides: Sequence[str] = ()
     reference: str = "mpcl"

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from datamodules.protocols import DEFAULT_SEED
 from datamodules.table_cache import shared_tables
 from mpcl.io import atomic_write_text
 from mpcl.resume_paths import usable_last_checkpoint
@@ -64,7 +65,7 @@ class ProtocolRun:
     configs: Sequence[str]
     protocol: str
     output_dir: Path
-    seeds: Sequence[int] = (3407,)
+    seeds: Sequence[int] = (DEFAULT_SEED,)
     folds: Sequence[int] | None = None
     overrides: Sequence[str] = ()
     isolate: bool = False
