@@ -14,8 +14,10 @@ table is fold ``i`` of the full table). Row ids (``index``) stay those of the fu
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,23 +30,30 @@ from datamodules.protocols import SUBJECT_DEPENDENT
 from datamodules.table import FeatureTable
 
 SPLITS = ("train", "val", "test")
+# The base datamodule's parameters: what a one-subject datamodule copies from the configured one.
+BASE_PARAMETERS = tuple(
+    name for name in inspect.signature(FeatureDataModule.__init__).parameters if name != "self"
+)
 
 
 class _OneSubjectDataModule(FeatureDataModule):
-    """The configured datamodule's split and standardisation, applied to one subject's rows."""
+    """The configured datamodule's split and standardisation, applied to one subject's rows.
 
-    def __init__(self, table: FeatureTable, source: FeatureDataModule) -> None:
-        super().__init__(
-            protocol=source.protocol,
-            fold=0,
-            num_folds=source.num_folds,
-            val_fraction=source.val_fraction,
-            batch_size=source.batch_size,
-            eval_batch_size=source.eval_batch_size,
-            standardize=source.standardize,
-            split_seed=source.split_seed,
-            shuffle_seed=source.shuffle_seed,
-        )
+    Every parameter of :class:`FeatureDataModule` is taken from the configured datamodule by
+    name (the base class stores each under its own name), so a setting added to the base class
+    reaches the many-subjects path without being listed here. Only two differ: ``fold`` is 0
+    (the one subject of the table) and ``split_file`` names the subject's own file.
+    """
+
+    def __init__(self, table: FeatureTable, source: FeatureDataModule, fold: int) -> None:
+        settings = {name: getattr(source, name) for name in BASE_PARAMETERS}
+        settings["fold"] = 0
+        if source.split_file is not None:
+            path = Path(source.split_file)
+            settings["split_file"] = str(
+                path.with_name(f"{path.stem}-fold-{fold:02d}{path.suffix}")
+            )
+        super().__init__(**settings)
         self._subject_table = table
         self._source_metadata = source.metadata
 
@@ -117,7 +126,7 @@ def build_subject_splits(
     out = []
     for fold in folds:
         rows = torch.nonzero(table.subject == subjects[fold]).squeeze(1)
-        one = _OneSubjectDataModule(table.select(rows), datamodule)
+        one = _OneSubjectDataModule(table.select(rows), datamodule, fold)
         one.setup()
         tables = {
             name: one.table.select(local).as_batch_table(rows[local])

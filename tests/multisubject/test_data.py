@@ -33,6 +33,34 @@ def test_subject_splits_equal_the_folds_of_a_one_model_run(ragged_dmer_dir, prot
         assert split.datamodule_state["feature_mean"]["eeg"].dtype == torch.float64
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{"subject_standardize": True}, {"data_size": {"window_fraction": 0.5}}],
+    ids=["subject_standardize", "data_size"],
+)
+def test_every_datamodule_setting_reaches_the_subject_splits(ragged_dmer_dir, tmp_path, settings):
+    """Regression: the one-subject datamodule copied 9 of the base parameters by hand and lost
+    ``subject_standardize`` (checkpoints then recorded False), ``split_file`` and later ones."""
+    if "data_size" in settings:
+        from datamodules.data_size import DataSize
+
+        settings = {"data_size": DataSize(**settings["data_size"])}
+    split_file = tmp_path / "split.json"
+    source = _datamodule(ragged_dmer_dir, "clip-holdout", split_file=str(split_file), **settings)
+    splits = build_subject_splits(source, folds=[1])
+    single = _datamodule(ragged_dmer_dir, "clip-holdout", fold=1, **settings)
+    single.setup()
+    for name in ("train", "val", "test"):
+        expected = single.split_rows(name)
+        for key in expected:
+            assert torch.equal(splits[0].tables[name][key], expected[key]), (name, key)
+    state = splits[0].datamodule_state
+    for key, value in single.state_dict().items():
+        if isinstance(value, bool):
+            assert state[key] == value, key
+    assert (tmp_path / "split-fold-01.json").is_file()
+
+
 def test_subject_independent_protocol_is_refused(ragged_dmer_dir):
     with pytest.raises(ValueError, match="subject-dependent"):
         build_subject_splits(_datamodule(ragged_dmer_dir, "kfold", num_folds=3))
