@@ -25,6 +25,7 @@ import torch
 
 from mpcl.io import atomic_write_text
 from mpcl.multisubject.run import RUN_INFO_FILE, ManySubjectsRun
+from mpcl.runner.cli import split_overrides
 
 #: Variant name -> (Lightning precision, torch.compile).
 VARIANTS = {
@@ -113,11 +114,7 @@ def markdown(results: dict[str, dict[str, Any]], project_epochs: int, header: st
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; arguments after ``--`` are LightningCLI overrides."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1 :]
+    argv, overrides = split_overrides(None if argv is None else list(argv))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stacked_precision")
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--protocol", default="random-window")

@@ -40,6 +40,7 @@ from mpcl.models.base import EmotionDistributionModule
 from mpcl.multisubject.data import SubjectSplit, build_subject_splits
 from mpcl.multisubject.run import ManySubjectsRun
 from mpcl.multisubject.trainer import FitSettings
+from mpcl.runner.cli import split_overrides
 from mpcl.runner.provenance import package_versions
 from mpcl.runner.run import ProtocolRun
 
@@ -221,11 +222,7 @@ def run_bench(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; arguments after ``--`` are LightningCLI overrides."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1 :]
+    argv, overrides = split_overrides(None if argv is None else list(argv))
     parser = argparse.ArgumentParser(prog="python -m mpcl.multisubject.bench")
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--protocol", default="random-window")

@@ -69,3 +69,26 @@ def results(out: Path) -> dict:
 def fold_table(run_dir: Path) -> pd.DataFrame:
     """``folds.csv`` without its timing column."""
     return pd.read_csv(run_dir / "folds.csv").drop(columns=["wall_s"])
+
+
+def train_tiny_mlp(tmp: Path) -> tuple[Path, list[str]]:
+    """Train a 1-epoch tiny MLP under ``tmp``: (its best checkpoint, its config arguments)."""
+    from mpcl.cli import build_cli
+
+    args = [
+        "--config",
+        str(REPO / "experiments/synthetic/mlp.yaml"),
+        "--model.init_args.hidden_dims=[8]",
+        *tiny_data(tmp / "data"),
+    ]
+    build_cli(
+        [
+            "fit",
+            *args,
+            "--trainer.max_epochs=1",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp}",
+            f"--trainer.logger.init_args.save_dir={tmp}",
+        ]
+    )
+    return next(tmp.glob("**/best-*.ckpt")), args

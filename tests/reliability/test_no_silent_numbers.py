@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.io
 import torch
-from reliability_helpers import REPO, tiny_data
+from reliability_helpers import train_tiny_mlp
 
 from datamodules import DataFormatError
 from datamodules.dmer import load_dmer_file
@@ -33,25 +33,10 @@ def _strict_json(path: Path) -> dict:
 def trained(tmp_path_factory) -> tuple[Path, list[str], Path]:
     """(1-epoch tiny MLP checkpoint, config arguments, folder of two files to predict)."""
     tmp = tmp_path_factory.mktemp("trained")
-    args = [
-        "--config",
-        str(REPO / "experiments/synthetic/mlp.yaml"),
-        "--model.init_args.hidden_dims=[8]",
-        *tiny_data(tmp / "data"),
-    ]
-    build_cli(
-        [
-            "fit",
-            *args,
-            "--trainer.max_epochs=1",
-            "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp}",
-            f"--trainer.logger.init_args.save_dir={tmp}",
-        ]
-    )
+    ckpt, args = train_tiny_mlp(tmp)
     source = tmp / "source"
     generate_synthetic_dmer(source, num_subjects=1, rows_per_clip=2, seed=5)
-    return next(tmp.glob("**/best-*.ckpt")), args, source
+    return ckpt, args, source
 
 
 def _predict(trained, tmp_path, ckpt, *extra):

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import REPO, tiny_data
+from reliability_helpers import REPO, train_tiny_mlp
 
-from mpcl.cli import build_cli
 from mpcl.cli import main as mpcl_main
 
 
@@ -28,24 +27,7 @@ class _Payload:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, list[str]]:
     """A 1-epoch tiny MLP checkpoint and its config arguments."""
-    tmp = tmp_path_factory.mktemp("trained")
-    args = [
-        "--config",
-        str(REPO / "experiments/synthetic/mlp.yaml"),
-        "--model.init_args.hidden_dims=[8]",
-        *tiny_data(tmp / "data"),
-    ]
-    build_cli(
-        [
-            "fit",
-            *args,
-            "--trainer.max_epochs=1",
-            "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp}",
-            f"--trainer.logger.init_args.save_dir={tmp}",
-        ]
-    )
-    return next(tmp.glob("**/best-*.ckpt")), args
+    return train_tiny_mlp(tmp_path_factory.mktemp("trained"))
 
 
 def _pickle_payload(path: Path, marker: Path) -> Path:
